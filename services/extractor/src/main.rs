@@ -1,0 +1,3 @@
+//! The CDC extractor service.
+
+fn main() {}

@@ -1,0 +1,3 @@
+//! The CDC loader service.
+
+fn main() {}

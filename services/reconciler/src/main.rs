@@ -1,0 +1,3 @@
+//! The CDC reconciler service.
+
+fn main() {}

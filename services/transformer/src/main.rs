@@ -1,0 +1,3 @@
+//! The CDC transformer service.
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! SQL Server CDC simulator over TDS.
