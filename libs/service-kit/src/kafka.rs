@@ -1,0 +1,127 @@
+//! The `[kafka]` section every service shares, and a probe that keeps the broker connection's
+//! state visible in status.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::field_error;
+use crate::error::FieldError;
+use crate::proto::State;
+use crate::state::ServiceState;
+
+/// Connection to the Kafka cluster.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, `host:port` separated by commas.
+    pub bootstrap_servers: String,
+    /// Prefix of every topic name (`<prefix>.raw.…`).
+    #[serde(default = "default_topic_prefix")]
+    pub topic_prefix: String,
+    /// Extra librdkafka properties (e.g. `security.protocol`), passed through as given.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+fn default_topic_prefix() -> String {
+    "cdc".to_owned()
+}
+
+impl KafkaConfig {
+    /// Checks the section; pushes one error per bad value.
+    pub fn validate(&self, errors: &mut Vec<FieldError>) {
+        if self.bootstrap_servers.split(',').any(|s| s.trim().is_empty()) {
+            errors.push(field_error(
+                "kafka.bootstrap_servers",
+                "expected `host:port[,host:port…]`".to_owned(),
+            ));
+        }
+        let prefix_ok = !self.topic_prefix.is_empty()
+            && self.topic_prefix.len() <= 100
+            && self
+                .topic_prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !prefix_ok {
+            errors.push(field_error(
+                "kafka.topic_prefix",
+                format!(
+                    "expected 1 to 100 of [A-Za-z0-9_-], got {:?}",
+                    self.topic_prefix
+                ),
+            ));
+        }
+    }
+
+    /// A librdkafka client configuration with the bootstrap servers and extra properties.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.bootstrap_servers);
+        for (key, value) in &self.properties {
+            config.set(key, value);
+        }
+        config
+    }
+}
+
+/// Name of the Kafka component in status.
+pub const KAFKA_COMPONENT: &str = "kafka";
+
+/// Every `interval`, asks the cluster for its metadata and records the outcome as the `kafka`
+/// component of `state`, until `shutdown` fires.
+pub async fn probe_until(
+    config: KafkaConfig,
+    state: ServiceState,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let client_config = config.client_config();
+        let probe = tokio::task::spawn_blocking(move || fetch_broker_count(&client_config));
+        let outcome = tokio::select! {
+            outcome = probe => outcome,
+            () = shutdown.cancelled() => return,
+        };
+        match outcome {
+            Ok(Ok(brokers)) => state.set_component(
+                KAFKA_COMPONENT,
+                State::Running,
+                format!("{brokers} broker(s) reachable"),
+            ),
+            Ok(Err(e)) => state.set_component(KAFKA_COMPONENT, State::Degraded, e),
+            Err(e) => state.set_component(KAFKA_COMPONENT, State::Degraded, e.to_string()),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
+fn fetch_broker_count(config: &ClientConfig) -> Result<usize, String> {
+    let consumer: BaseConsumer = config
+        .create()
+        .map_err(|e| format!("cannot create a Kafka client: {e}"))?;
+    let metadata = consumer
+        .fetch_metadata(None, Duration::from_secs(5))
+        .map_err(|e| format!("cluster unreachable: {e}"))?;
+    Ok(metadata.brokers().len())
+}
+
+/// A work loop for a service whose data path is not running yet: keeps the Kafka component's
+/// status current until shutdown.
+pub fn connectivity_worker(
+    config: KafkaConfig,
+    state: ServiceState,
+    shutdown: CancellationToken,
+) -> futures::future::BoxFuture<'static, anyhow::Result<()>> {
+    Box::pin(async move {
+        probe_until(config, state, Duration::from_secs(10), shutdown).await;
+        Ok(())
+    })
+}
