@@ -248,7 +248,10 @@ fn validate_kit_sections<C: ServiceConfig>(config: &C, errors: &mut Vec<FieldErr
                 ));
             }
             if vault.timeout_ms == 0 {
-                errors.push(field_error("vault.timeout_ms", "must be above 0".to_owned()));
+                errors.push(field_error(
+                    "vault.timeout_ms",
+                    "must be above 0".to_owned(),
+                ));
             }
         }
         None => {

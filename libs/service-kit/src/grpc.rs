@@ -56,7 +56,10 @@ impl Control for ControlService {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn pause(&self, request: Request<PauseRequest>) -> Result<Response<ServiceStatus>, Status> {
+    async fn pause(
+        &self,
+        request: Request<PauseRequest>,
+    ) -> Result<Response<ServiceStatus>, Status> {
         let reason = request.into_inner().reason;
         let reason = if reason.trim().is_empty() {
             "paused by operator (no reason given)".to_owned()
@@ -173,11 +176,13 @@ impl GrpcEndpoint {
         token: SecretString,
         extra: ExtraServices,
     ) -> Result<Self> {
-        let listener = TcpListener::bind(addr).await.map_err(|source| Error::Bind {
-            what: "gRPC",
-            addr,
-            source,
-        })?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Bind {
+                what: "gRPC",
+                addr,
+                source,
+            })?;
         let (health, health_service) = tonic_health::server::health_reporter();
         let mut reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -197,7 +202,11 @@ impl GrpcEndpoint {
             .routes
             .add_service(health_service)
             .add_service(reflection_v1.build_v1().map_err(reflection_error)?)
-            .add_service(reflection_v1alpha.build_v1alpha().map_err(reflection_error)?)
+            .add_service(
+                reflection_v1alpha
+                    .build_v1alpha()
+                    .map_err(reflection_error)?,
+            )
             .add_service(ControlServer::new(ControlService::new(state)));
         routes = routes.prepare();
         Ok(Self {
@@ -229,7 +238,9 @@ impl GrpcEndpoint {
         let health = self.health.clone();
         let stopping = async move {
             shutdown.cancelled().await;
-            health.set_service_status("", ServingStatus::NotServing).await;
+            health
+                .set_service_status("", ServingStatus::NotServing)
+                .await;
             health
                 .set_not_serving::<ControlServer<ControlService>>()
                 .await;
@@ -291,7 +302,10 @@ mod tests {
         assert!(!presents_token(&headers, &token));
         headers.insert(http::header::AUTHORIZATION, "s3cret".parse().unwrap());
         assert!(!presents_token(&headers, &token));
-        headers.insert(http::header::AUTHORIZATION, "Bearer s3cret".parse().unwrap());
+        headers.insert(
+            http::header::AUTHORIZATION,
+            "Bearer s3cret".parse().unwrap(),
+        );
         assert!(presents_token(&headers, &token));
     }
 }

@@ -35,7 +35,11 @@ fn default_topic_prefix() -> String {
 impl KafkaConfig {
     /// Checks the section; pushes one error per bad value.
     pub fn validate(&self, errors: &mut Vec<FieldError>) {
-        if self.bootstrap_servers.split(',').any(|s| s.trim().is_empty()) {
+        if self
+            .bootstrap_servers
+            .split(',')
+            .any(|s| s.trim().is_empty())
+        {
             errors.push(field_error(
                 "kafka.bootstrap_servers",
                 "expected `host:port[,host:port…]`".to_owned(),

@@ -21,7 +21,9 @@ pub mod proto {
     tonic::include_proto!("cdc.control.v1");
 }
 
-pub use config::{GrpcConfig, MetricsConfig, ServiceConfig, ServiceSpec, TelemetryConfig, VaultConfig};
+pub use config::{
+    GrpcConfig, MetricsConfig, ServiceConfig, ServiceSpec, TelemetryConfig, VaultConfig,
+};
 pub use error::{Error, FieldError, Result};
 pub use kafka::KafkaConfig;
 pub use runtime::{ServiceContext, Started};

@@ -67,12 +67,18 @@ pub struct MetricsEndpoint {
 
 impl MetricsEndpoint {
     /// Binds `addr`.
-    pub async fn bind(addr: SocketAddr, handle: PrometheusHandle, state: ServiceState) -> Result<Self> {
-        let listener = TcpListener::bind(addr).await.map_err(|source| Error::Bind {
-            what: "metrics",
-            addr,
-            source,
-        })?;
+    pub async fn bind(
+        addr: SocketAddr,
+        handle: PrometheusHandle,
+        state: ServiceState,
+    ) -> Result<Self> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Bind {
+                what: "metrics",
+                addr,
+                source,
+            })?;
         let router = Router::new()
             .route("/metrics", get(render))
             .route("/healthz", get(|| async { "ok" }))

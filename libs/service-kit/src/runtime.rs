@@ -52,9 +52,9 @@ impl Secrets {
     /// The secret stored under configuration key `key` (as listed by
     /// [`ServiceConfig::secret_refs`]).
     pub fn get(&self, key: &str) -> anyhow::Result<&SecretString> {
-        self.by_key
-            .get(key)
-            .ok_or_else(|| anyhow::anyhow!("no secret was resolved for `{key}`: list it in secret_refs"))
+        self.by_key.get(key).ok_or_else(|| {
+            anyhow::anyhow!("no secret was resolved for `{key}`: list it in secret_refs")
+        })
     }
 }
 
@@ -96,7 +96,10 @@ where
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("{}: cannot start the async runtime: {e}", spec.binary_name());
+            eprintln!(
+                "{}: cannot start the async runtime: {e}",
+                spec.binary_name()
+            );
             return ExitCode::FAILURE;
         }
     };
@@ -128,7 +131,10 @@ where
         Err(e) => return report_startup_error(&spec, &e),
     };
     if check_only {
-        eprintln!("{}: configuration is valid and every secret resolves", spec.binary_name());
+        eprintln!(
+            "{}: configuration is valid and every secret resolves",
+            spec.binary_name()
+        );
         return ExitCode::SUCCESS;
     }
     let _telemetry = match crate::telemetry::init(spec.name, config.telemetry()) {
@@ -147,7 +153,10 @@ where
     }
 }
 
-async fn resolve_all<C: ServiceConfig>(resolver: &SecretResolver, config: &C) -> Result<Secrets, Error> {
+async fn resolve_all<C: ServiceConfig>(
+    resolver: &SecretResolver,
+    config: &C,
+) -> Result<Secrets, Error> {
     let mut by_key = HashMap::new();
     for (key, reference) in crate::config::secret_refs(config) {
         by_key.insert(key, resolver.resolve(key, reference).await?);
@@ -183,7 +192,8 @@ where
         shutdown: shutdown.clone(),
     })
     .await?;
-    let grpc = GrpcEndpoint::bind(config.grpc().listen, state.clone(), token, started.services).await?;
+    let grpc =
+        GrpcEndpoint::bind(config.grpc().listen, state.clone(), token, started.services).await?;
     tracing::info!(
         grpc = %display_addr(grpc.local_addr()),
         metrics = %display_addr(metrics.local_addr()),

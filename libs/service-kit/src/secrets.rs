@@ -104,7 +104,10 @@ pub struct SecretResolver {
 impl fmt::Debug for SecretResolver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SecretResolver")
-            .field("vault", &self.vault.as_ref().map(|c| c.settings.address.to_string()))
+            .field(
+                "vault",
+                &self.vault.as_ref().map(|c| c.settings.address.to_string()),
+            )
             .finish()
     }
 }
@@ -269,22 +272,43 @@ mod tests {
     #[test]
     fn plain_values_are_refused_as_secrets() {
         let error = "hunter2".parse::<SecretRef>().unwrap_err();
-        assert!(error.contains("secret values never go in configuration"), "{error}");
+        assert!(
+            error.contains("secret values never go in configuration"),
+            "{error}"
+        );
         assert!(!error.contains("hunter2"));
     }
 
     #[test]
     fn malformed_vault_references_say_what_is_missing() {
-        assert!("vault:secret#x".parse::<SecretRef>().unwrap_err().contains("<mount>/"));
-        assert!("vault:secret/a".parse::<SecretRef>().unwrap_err().contains("#<field>"));
-        assert!("env:".parse::<SecretRef>().unwrap_err().contains("variable name"));
+        assert!(
+            "vault:secret#x"
+                .parse::<SecretRef>()
+                .unwrap_err()
+                .contains("<mount>/")
+        );
+        assert!(
+            "vault:secret/a"
+                .parse::<SecretRef>()
+                .unwrap_err()
+                .contains("#<field>")
+        );
+        assert!(
+            "env:"
+                .parse::<SecretRef>()
+                .unwrap_err()
+                .contains("variable name")
+        );
     }
 
     #[tokio::test]
     async fn an_unset_environment_variable_names_the_key() {
         let resolver = SecretResolver::without_vault();
         let reference: SecretRef = "env:CDC_TEST_SURELY_UNSET_VARIABLE".parse().unwrap();
-        let error = resolver.resolve("grpc.auth_token", &reference).await.unwrap_err();
+        let error = resolver
+            .resolve("grpc.auth_token", &reference)
+            .await
+            .unwrap_err();
         let message = error.to_string();
         assert!(message.contains("grpc.auth_token"), "{message}");
         assert!(!error.is_retryable());

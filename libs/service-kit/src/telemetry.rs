@@ -38,7 +38,11 @@ pub fn init(service: &str, config: &TelemetryConfig) -> Result<TelemetryGuard> {
         .with_current_span(false)
         .with_target(true);
     let tracer_provider = match &config.otlp_endpoint {
-        Some(endpoint) => Some(tracer_provider(service, endpoint, config.trace_sample_ratio)?),
+        Some(endpoint) => Some(tracer_provider(
+            service,
+            endpoint,
+            config.trace_sample_ratio,
+        )?),
         None => None,
     };
     let otel_layer = tracer_provider.as_ref().map(|provider| {

@@ -1,0 +1,170 @@
+//! Service binaries run as real processes, as an operator would run them.
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running service process with its output captured to files.
+pub struct ServiceProcess {
+    child: Child,
+    output_dir: tempfile::TempDir,
+    /// Its gRPC control address.
+    pub grpc: SocketAddr,
+    /// Its metrics address.
+    pub metrics: SocketAddr,
+}
+
+/// Result of a process that ran to its end.
+#[derive(Debug)]
+pub struct Finished {
+    /// How it ended.
+    pub status: ExitStatus,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Finished {
+    /// Standard output and error together.
+    pub fn all_output(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+}
+
+impl ServiceProcess {
+    /// Starts `binary` with `config` (TOML text) and extra environment variables.
+    pub fn spawn(
+        binary: &Path,
+        config: &str,
+        env: &[(&str, &str)],
+        grpc: SocketAddr,
+        metrics: SocketAddr,
+    ) -> ServiceProcess {
+        let output_dir = tempfile::tempdir().expect("cannot create a temporary directory");
+        let config_path = output_dir.path().join("service.toml");
+        std::fs::write(&config_path, config).expect("cannot write the service config");
+        let stdout = std::fs::File::create(output_dir.path().join("stdout")).expect("stdout file");
+        let stderr = std::fs::File::create(output_dir.path().join("stderr")).expect("stderr file");
+        let child = Command::new(binary)
+            .arg("--config")
+            .arg(&config_path)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        ServiceProcess {
+            child,
+            output_dir,
+            grpc,
+            metrics,
+        }
+    }
+
+    /// Waits until the gRPC port accepts connections; panics with the output on timeout or exit.
+    pub fn wait_until_listening(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("service exited early with {status}:\n{}", self.output());
+            }
+            if TcpStream::connect_timeout(&self.grpc, Duration::from_millis(200)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "service not listening on {} after {timeout:?}:\n{}",
+            self.grpc,
+            self.output()
+        );
+    }
+
+    /// Sends SIGTERM and waits up to `timeout` for the exit status.
+    pub fn terminate(&mut self, timeout: Duration) -> ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status();
+        assert!(
+            matches!(sent, Ok(s) if s.success()),
+            "cannot send SIGTERM to {pid}"
+        );
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "service did not stop within {timeout:?} of SIGTERM:\n{}",
+            self.output()
+        );
+    }
+
+    /// Everything the process wrote so far, stdout then stderr.
+    pub fn output(&self) -> String {
+        let read = |name: &str| {
+            std::fs::read_to_string(self.output_dir.path().join(name)).unwrap_or_default()
+        };
+        format!("{}{}", read("stdout"), read("stderr"))
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Runs `binary` with `config` until it exits by itself (e.g. on a configuration error).
+pub fn run_to_exit(
+    binary: &Path,
+    config: &str,
+    env: &[(&str, &str)],
+    timeout: Duration,
+) -> Finished {
+    let unused = crate::ports::free_local_addr();
+    let mut process = ServiceProcess::spawn(binary, config, env, unused, unused);
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = process.child.try_wait() {
+            let read = |name: &str| {
+                std::fs::read_to_string(process.output_dir.path().join(name)).unwrap_or_default()
+            };
+            return Finished {
+                status,
+                stdout: read("stdout"),
+                stderr: read("stderr"),
+            };
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!(
+        "{} did not exit within {timeout:?}:\n{}",
+        binary.display(),
+        process.output()
+    );
+}
+
+/// Path of a workspace binary, built by `cargo build --bins` next to the test executable.
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let test_exe = std::env::current_exe().expect("cannot find the test executable");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let profile_dir = test_exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable is not inside target/<profile>/deps");
+    let binary = profile_dir.join(name);
+    assert!(
+        binary.exists(),
+        "{} is missing: build the binaries first (`cargo build --workspace --bins`, which `make test` does)",
+        binary.display()
+    );
+    binary
+}
