@@ -14,6 +14,7 @@ pub mod runtime;
 pub mod secrets;
 pub mod state;
 pub mod telemetry;
+pub mod trace_context;
 
 pub mod proto {
     //! The common control API generated from `proto/cdc/control/v1`. Never edited by hand.
