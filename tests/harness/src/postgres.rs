@@ -47,16 +47,16 @@ impl TestDatabase {
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
-        let (name, admin_url, pool) =
-            (self.name.clone(), self.admin_url.clone(), self.pool.clone());
+        let (name, admin_url) = (self.name.clone(), self.admin_url.clone());
         // Drop runs inside the test's runtime, which cannot be blocked on; a thread with its
         // own runtime does the clean-up and is joined so the database is gone when we return.
+        // The pool's connections live on the test's runtime and must not be awaited from here
+        // (that deadlocks): `WITH (FORCE)` ends them on the server side.
         let cleanup = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
             runtime.block_on(async move {
-                pool.close().await;
                 let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
                 admin
                     .execute(AssertSqlSafe(format!(

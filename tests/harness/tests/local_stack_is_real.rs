@@ -68,3 +68,18 @@ async fn a_secret_written_to_openbao_is_read_back() {
     let secret = vault::read_secret(&stack, &path).await;
     assert_eq!(secret["password"], "p@ss w0rd");
 }
+
+#[tokio::test]
+async fn a_test_database_is_gone_once_the_test_is_done_with_it() {
+    let stack = Stack::get();
+    let database = TestDatabase::create(&stack).await;
+    let name = database.name.clone();
+    drop(database);
+    let admin = sqlx::PgPool::connect(&stack.pg_admin_url).await.unwrap();
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_database WHERE datname = $1")
+        .bind(&name)
+        .fetch_one(&admin)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "database {name} was not dropped");
+}

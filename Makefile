@@ -1,0 +1,40 @@
+# The two commands a new machine needs are `make demo` and `make test`; everything else is
+# for development. Every target installs what it needs first.
+SHELL := /bin/bash
+CARGO ?= cargo
+
+.PHONY: help deps build lint fmt test demo stack-up stack-down stack-status stack-clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+deps: ## install the pinned Rust toolchain and the build's system packages
+	@scripts/dev/deps.sh
+
+build: deps ## build every binary
+	$(CARGO) build --workspace --bins
+
+lint: deps ## formatting and clippy checks, as CI runs them
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt: ## format the code
+	$(CARGO) fmt --all
+
+test: deps stack-up ## run every test against the local stack (starts it when needed)
+	$(CARGO) test --workspace --locked
+
+demo: build stack-up ## start the local stack and the four services
+	@scripts/dev/demo.sh
+
+stack-up: ## install and start Kafka, PostgreSQL and OpenBao on loopback; write .stack/env
+	@scripts/stack/up.sh
+
+stack-down: ## stop the local stack (data stays)
+	@scripts/stack/down.sh
+
+stack-status: ## show which stack components run
+	@scripts/stack/status.sh
+
+stack-clean: stack-down ## stop the local stack and delete its data
+	@source scripts/stack/lib.sh && rm -rf "$$(pg_dir)" "$$STACK_DIR/kafka/data" "$$STACK_DIR/kafka/config" "$$STACK_DIR/logs"
