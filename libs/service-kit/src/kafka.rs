@@ -45,20 +45,8 @@ impl KafkaConfig {
                 "expected `host:port[,host:port…]`".to_owned(),
             ));
         }
-        let prefix_ok = !self.topic_prefix.is_empty()
-            && self.topic_prefix.len() <= 100
-            && self
-                .topic_prefix
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-        if !prefix_ok {
-            errors.push(field_error(
-                "kafka.topic_prefix",
-                format!(
-                    "expected 1 to 100 of [A-Za-z0-9_-], got {:?}",
-                    self.topic_prefix
-                ),
-            ));
+        if let Err(e) = cdc_model::Topics::new(&self.topic_prefix) {
+            errors.push(field_error("kafka.topic_prefix", e.to_string()));
         }
     }
 

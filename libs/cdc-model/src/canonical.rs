@@ -1,0 +1,318 @@
+//! The canonical form of values and rows: one text per value, computed the same way from a
+//! change event here and inside each database by the reconciler, so equal data hashes equal
+//! across SQL Server and PostgreSQL.
+//!
+//! | logical type | canonical text | example |
+//! |---|---|---|
+//! | any, NULL | no text (a distinct marker in the row encoding) | |
+//! | bool | `1` or `0` | `1` |
+//! | int16/32/64 | base 10, `-` below zero | `-42` |
+//! | decimal(p,s) | plain notation with exactly `s` fractional digits | `12.3400` |
+//! | float32/64 | IEEE-754 binary64 bits as 16 lowercase hex digits; `-0` as `0`, every NaN as `7ff8000000000000` | `3ff8000000000000` |
+//! | text, json, xml | the text itself (UTF-8) | `Zoë` |
+//! | bytes | lowercase hex | `00ff10` |
+//! | uuid | lowercase `8-4-4-4-12` | `6f9619ff-8b86-d011-b42d-00c04fc964ff` |
+//! | date | `YYYY-MM-DD` | `0001-01-01` |
+//! | time | `HH:MM:SS.ffffff` | `23:59:59.999999` |
+//! | timestamp | `YYYY-MM-DD HH:MM:SS.ffffff` | `2024-02-29 12:00:00.000001` |
+//! | timestamptz | the instant in UTC, `YYYY-MM-DD HH:MM:SS.ffffff+00:00` | `2024-02-29 10:00:00.000000+00:00` |
+//!
+//! Why these choices:
+//! - Floats compare by their bits, which both engines expose exactly (`CAST(x AS binary(8))`
+//!   in SQL Server, `float8send(x)` in PostgreSQL); a decimal rendering would depend on each
+//!   engine's printing rules. A `real` widens to binary64 exactly first.
+//! - Times carry microseconds, PostgreSQL's precision: SQL Server's 100 ns ticks are rounded to
+//!   the nearest microsecond, halves away from zero, as `CAST(… AS datetime2(6))` does in
+//!   SQL Server. The loader writes exactly [`micros_rounded`] so the target holds this value.
+//! - A `datetimeoffset`'s offset is kept in the event but is not part of equality:
+//!   PostgreSQL's `timestamptz` stores the instant only.
+
+use sha2::{Digest, Sha256};
+
+use crate::calendar::civil_from_days;
+use crate::decimal::Decimal;
+use crate::error::{Error, Result};
+use crate::proto::value::Kind;
+use crate::proto::{ColumnSchema, ColumnType, LogicalType, Value};
+use crate::value::{NANOS_PER_DAY, kind_name};
+
+const CANONICAL_NAN_BITS: u64 = 0x7ff8_0000_0000_0000;
+const MICROS_PER_DAY: i64 = NANOS_PER_DAY / 1000;
+
+/// The canonical text of `value` in a column of type `column_type`; None for NULL.
+pub fn canonical_text(value: &Value, column: &ColumnSchema) -> Result<Option<String>> {
+    let column_type = column.r#type.clone().unwrap_or_default();
+    check_fits(value, column, &column_type)?;
+    let Some(kind) = &value.kind else {
+        return Err(Error::InvalidValue(format!(
+            "column `{}`: a value without a kind",
+            column.name
+        )));
+    };
+    Ok(Some(match kind {
+        Kind::Null(_) => return Ok(None),
+        Kind::Bool(b) => if *b { "1" } else { "0" }.to_owned(),
+        Kind::Int64(i) => i.to_string(),
+        Kind::Float64(f) => float_text(*f),
+        Kind::Decimal(d) => decimal_text(&Decimal::from_proto(d)?, &column_type)?,
+        Kind::Text(s) | Kind::Json(s) | Kind::Xml(s) => s.clone(),
+        Kind::Bytes(b) => hex::encode(b),
+        Kind::Uuid(b) => uuid_text(b)?,
+        Kind::Date(days) => date_text(*days),
+        // Non-negative (validated), so adding half a microsecond rounds halves up.
+        Kind::TimeNanos(nanos) => time_text((nanos + 500) / 1000),
+        Kind::Timestamp(t) => timestamp_text(micros_rounded(t.seconds, t.nanos)),
+        Kind::Timestamptz(t) => format!(
+            "{}+00:00",
+            timestamp_text(micros_rounded(t.utc_seconds, t.nanos))
+        ),
+    }))
+}
+
+/// Microseconds since the epoch of `seconds` + `nanos`, rounded to the nearest microsecond,
+/// halves away from zero (SQL Server's rounding to `datetime2(6)`).
+pub fn micros_rounded(seconds: i64, nanos: u32) -> i64 {
+    let sub_micro = nanos % 1000;
+    let micros = seconds * 1_000_000 + i64::from(nanos / 1000);
+    if sub_micro >= 500 { micros + 1 } else { micros }
+}
+
+/// The canonical encoding of a row: per column, `0x00` for NULL, or `0x01`, the text's byte
+/// length as u32 big-endian, and the UTF-8 text. Unambiguous: no two rows encode alike.
+pub fn canonical_row(values: &[Value], columns: &[ColumnSchema]) -> Result<Vec<u8>> {
+    if values.len() != columns.len() {
+        return Err(Error::InvalidValue(format!(
+            "row of {} values for {} columns",
+            values.len(),
+            columns.len()
+        )));
+    }
+    let mut encoded = Vec::with_capacity(values.len() * 16);
+    for (value, column) in values.iter().zip(columns) {
+        match canonical_text(value, column)? {
+            None => encoded.push(0x00),
+            Some(text) => {
+                encoded.push(0x01);
+                let length = u32::try_from(text.len()).map_err(|_| {
+                    Error::InvalidValue(format!("column `{}`: value over 4 GiB", column.name))
+                })?;
+                encoded.extend_from_slice(&length.to_be_bytes());
+                encoded.extend_from_slice(text.as_bytes());
+            }
+        }
+    }
+    Ok(encoded)
+}
+
+/// SHA-256 of [`canonical_row`].
+pub fn row_hash(values: &[Value], columns: &[ColumnSchema]) -> Result<[u8; 32]> {
+    Ok(Sha256::digest(canonical_row(values, columns)?).into())
+}
+
+fn check_fits(value: &Value, column: &ColumnSchema, column_type: &ColumnType) -> Result<()> {
+    let logical = LogicalType::try_from(column_type.logical).unwrap_or(LogicalType::Unspecified);
+    let fits = matches!(
+        (&value.kind, logical),
+        (Some(Kind::Null(_)), _)
+            | (Some(Kind::Bool(_)), LogicalType::Bool)
+            | (
+                Some(Kind::Int64(_)),
+                LogicalType::Int16 | LogicalType::Int32 | LogicalType::Int64
+            )
+            | (
+                Some(Kind::Float64(_)),
+                LogicalType::Float32 | LogicalType::Float64
+            )
+            | (Some(Kind::Decimal(_)), LogicalType::Decimal)
+            | (Some(Kind::Text(_)), LogicalType::Text)
+            | (Some(Kind::Bytes(_)), LogicalType::Bytes)
+            | (Some(Kind::Uuid(_)), LogicalType::Uuid)
+            | (Some(Kind::Date(_)), LogicalType::Date)
+            | (Some(Kind::TimeNanos(_)), LogicalType::Time)
+            | (Some(Kind::Timestamp(_)), LogicalType::Timestamp)
+            | (Some(Kind::Timestamptz(_)), LogicalType::Timestamptz)
+            | (Some(Kind::Json(_)), LogicalType::Json)
+            | (Some(Kind::Xml(_)), LogicalType::Xml)
+    );
+    if fits {
+        Ok(())
+    } else {
+        Err(Error::TypeMismatch {
+            column: column.name.clone(),
+            expected: logical.as_str_name().to_owned(),
+            found: kind_name(value),
+        })
+    }
+}
+
+fn float_text(value: f64) -> String {
+    let bits = if value.is_nan() {
+        CANONICAL_NAN_BITS
+    } else if value == 0.0 {
+        0
+    } else {
+        value.to_bits()
+    };
+    format!("{bits:016x}")
+}
+
+fn decimal_text(decimal: &Decimal, column_type: &ColumnType) -> Result<String> {
+    Ok(decimal.with_scale(column_type.scale)?.to_string())
+}
+
+fn uuid_text(bytes: &[u8]) -> Result<String> {
+    if bytes.len() != 16 {
+        return Err(Error::InvalidValue(format!(
+            "uuid of {} bytes",
+            bytes.len()
+        )));
+    }
+    let h = hex::encode(bytes);
+    Ok(format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    ))
+}
+
+fn date_text(days: i32) -> String {
+    let (year, month, day) = civil_from_days(days);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+fn time_text(micros_of_day: i64) -> String {
+    // A time rounded up past 23:59:59.9999995 wraps to midnight, as SQL Server's time does.
+    let micros = micros_of_day.rem_euclid(MICROS_PER_DAY);
+    let (seconds, fraction) = (micros / 1_000_000, micros % 1_000_000);
+    format!(
+        "{:02}:{:02}:{:02}.{fraction:06}",
+        seconds / 3600,
+        seconds / 60 % 60,
+        seconds % 60
+    )
+}
+
+fn timestamp_text(micros: i64) -> String {
+    let days = micros.div_euclid(MICROS_PER_DAY);
+    let date = date_text(i32::try_from(days).unwrap_or(i32::MAX));
+    format!("{date} {}", time_text(micros.rem_euclid(MICROS_PER_DAY)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{Timestamp, TimestampTz};
+    use crate::value::of;
+
+    fn column(logical: LogicalType, scale: u32) -> ColumnSchema {
+        ColumnSchema {
+            name: "c".into(),
+            r#type: Some(ColumnType {
+                logical: logical as i32,
+                scale,
+                ..Default::default()
+            }),
+            nullable: true,
+        }
+    }
+
+    fn text(kind: Kind, logical: LogicalType, scale: u32) -> String {
+        canonical_text(&of(kind), &column(logical, scale))
+            .unwrap()
+            .unwrap()
+    }
+
+    #[test]
+    fn each_type_has_the_documented_form() {
+        assert_eq!(text(Kind::Bool(true), LogicalType::Bool, 0), "1");
+        assert_eq!(text(Kind::Int64(-42), LogicalType::Int32, 0), "-42");
+        let d = crate::Decimal::new(1234, 2).unwrap().to_proto();
+        assert_eq!(text(Kind::Decimal(d), LogicalType::Decimal, 4), "12.3400");
+        assert_eq!(
+            text(Kind::Float64(1.5), LogicalType::Float64, 0),
+            "3ff8000000000000"
+        );
+        assert_eq!(
+            text(Kind::Float64(-0.0), LogicalType::Float64, 0),
+            "0000000000000000"
+        );
+        assert_eq!(
+            text(Kind::Float64(f64::NAN), LogicalType::Float64, 0),
+            "7ff8000000000000"
+        );
+        assert_eq!(
+            text(Kind::Bytes(vec![0, 255, 16]), LogicalType::Bytes, 0),
+            "00ff10"
+        );
+        let uuid = hex::decode("6f9619ff8b86d011b42d00c04fc964ff").unwrap();
+        assert_eq!(
+            text(Kind::Uuid(uuid), LogicalType::Uuid, 0),
+            "6f9619ff-8b86-d011-b42d-00c04fc964ff"
+        );
+        assert_eq!(
+            text(Kind::Date(-719_162), LogicalType::Date, 0),
+            "0001-01-01"
+        );
+        assert_eq!(
+            text(Kind::TimeNanos(NANOS_PER_DAY - 1_000), LogicalType::Time, 7),
+            "23:59:59.999999"
+        );
+        let ts = Timestamp {
+            seconds: 1_709_208_000,
+            nanos: 600,
+        };
+        assert_eq!(
+            text(Kind::Timestamp(ts), LogicalType::Timestamp, 7),
+            "2024-02-29 12:00:00.000001"
+        );
+        let tz = TimestampTz {
+            utc_seconds: 1_709_200_800,
+            nanos: 0,
+            offset_minutes: 120,
+        };
+        assert_eq!(
+            text(Kind::Timestamptz(tz), LogicalType::Timestamptz, 7),
+            "2024-02-29 10:00:00.000000+00:00"
+        );
+    }
+
+    #[test]
+    fn rounding_to_microseconds_takes_halves_away_from_zero() {
+        assert_eq!(micros_rounded(0, 1_499), 1);
+        assert_eq!(micros_rounded(0, 1_500), 2);
+        assert_eq!(micros_rounded(-1, 999_999_500), 0);
+        let before_epoch = Timestamp {
+            seconds: -1,
+            nanos: 999_999_400,
+        };
+        assert_eq!(
+            text(Kind::Timestamp(before_epoch), LogicalType::Timestamp, 7),
+            "1969-12-31 23:59:59.999999"
+        );
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_kind_names_the_column() {
+        let error = canonical_text(&of(Kind::Text("x".into())), &column(LogicalType::Int64, 0))
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "column `c`: a text value does not fit type LOGICAL_TYPE_INT64"
+        );
+    }
+
+    #[test]
+    fn null_and_empty_text_encode_differently() {
+        let columns = [column(LogicalType::Text, 0)];
+        let null_row = canonical_row(&[crate::value::null()], &columns).unwrap();
+        let empty_row = canonical_row(&[of(Kind::Text(String::new()))], &columns).unwrap();
+        assert_ne!(null_row, empty_row);
+        assert_ne!(
+            row_hash(&[crate::value::null()], &columns).unwrap(),
+            row_hash(&[of(Kind::Text(String::new()))], &columns).unwrap()
+        );
+    }
+}
