@@ -36,5 +36,5 @@ stack-down: ## stop the local stack (data stays)
 stack-status: ## show which stack components run
 	@scripts/stack/status.sh
 
-stack-clean: stack-down ## stop the local stack and delete its data
-	@source scripts/stack/lib.sh && rm -rf "$$(pg_dir)" "$$STACK_DIR/kafka/data" "$$STACK_DIR/kafka/config" "$$STACK_DIR/logs"
+stack-clean: ## stop the local stack and delete its data (installed jars and binaries stay)
+	@scripts/stack/down.sh --clean
