@@ -65,7 +65,9 @@ stop_postgres() {
 
 clean_data() {
   say "deleting the stack's data (Kafka log dirs, PostgreSQL cluster, logs)"
-  rm -rf "$KAFKA_DIR/data" "$KAFKA_DIR/config" "$PG_DATA" "$PG_SOCKET_DIR" "$LOG_DIR" "$PID_DIR" "$ENV_FILE"
+  rm -rf "$KAFKA_DIR/data" "$KAFKA_DIR/config" "$PG_DATA" "$PG_SOCKET_DIR" "$PG_LOG" "$LOG_DIR" "$PID_DIR" "$ENV_FILE"
+  # A clone that `postgres` cannot enter keeps PostgreSQL's files in a folder of its own.
+  if [ "$PG_DIR" != "$STACK_DIR/pg" ]; then rm -rf "$(dirname "$PG_DIR")"; fi
 }
 
 main() {
