@@ -177,3 +177,45 @@ pub fn cannot_open_database(name: &str) -> SqlError {
 pub fn not_implemented(what: &str) -> SqlError {
     error(50000, 16, 1, format!("mssql-sim does not implement {what}"))
 }
+
+/// 1222: a row another open transaction holds (the simulator reports instead of waiting).
+pub fn lock_timeout() -> SqlError {
+    error(
+        1222,
+        16,
+        51,
+        "Lock request time out period exceeded.".to_owned(),
+    )
+}
+
+/// 2714: CREATE TABLE of an existing name.
+pub fn object_exists(name: &str) -> SqlError {
+    error(
+        2714,
+        16,
+        6,
+        format!("There is already an object named '{name}' in the database."),
+    )
+}
+
+/// 213 / 110: INSERT with a different number of values than columns.
+pub fn insert_value_count() -> SqlError {
+    error(110, 15, 1, "There are fewer columns in the INSERT statement than values specified in the VALUES clause. The number of values in the VALUES clause must match the number of columns specified in the INSERT statement.".to_owned())
+}
+
+/// 544: an explicit value for an IDENTITY column.
+pub fn identity_insert(table: &str) -> SqlError {
+    error(
+        544,
+        16,
+        1,
+        format!(
+            "Cannot insert explicit value for identity column in table '{table}' when IDENTITY_INSERT is set to OFF."
+        ),
+    )
+}
+
+/// 8134: division by zero.
+pub fn divide_by_zero() -> SqlError {
+    error(8134, 16, 1, "Divide by zero error encountered.".to_owned())
+}

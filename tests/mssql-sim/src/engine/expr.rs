@@ -1,9 +1,14 @@
-//! Scalar expressions: literals typed as SQL Server types them, parameters, CAST, unary minus.
+//! Scalar expressions over an optional row: literals typed as SQL Server types them,
+//! parameters, columns, CAST, arithmetic, comparisons with three-valued logic, IN, BETWEEN,
+//! IS NULL.
 
+use std::cmp::Ordering;
 use std::collections::HashMap;
 
-use sqlparser::ast::{CastKind, Expr, UnaryOperator, Value};
+use sqlparser::ast::{BinaryOperator, CastKind, Expr, UnaryOperator, Value};
 
+use super::catalog::Column;
+use super::compare::compare;
 use super::convert::{convert, parse_decimal};
 use super::datatype;
 use super::error::{self, SqlError};
@@ -18,27 +23,81 @@ pub struct Typed {
     pub value: SqlValue,
 }
 
+impl Typed {
+    fn bit(value: Option<bool>) -> Typed {
+        Typed {
+            sql_type: SqlType::Bit,
+            value: value.map_or(SqlValue::Null, SqlValue::Bit),
+        }
+    }
+}
+
 /// Parameters of the statement, by lower-case name with `@`.
 pub type Parameters = HashMap<String, Typed>;
 
-/// Evaluates a constant expression (no column references).
-pub fn evaluate(expr: &Expr, parameters: &Parameters) -> Result<Typed, SqlError> {
+/// What names in an expression refer to.
+#[derive(Debug, Clone, Copy)]
+pub struct Scope<'a> {
+    /// Statement parameters.
+    pub parameters: &'a Parameters,
+    /// The current row, if any: its columns and values.
+    pub row: Option<(&'a [Column], &'a [SqlValue])>,
+}
+
+impl<'a> Scope<'a> {
+    /// A scope with parameters only.
+    pub fn constants(parameters: &'a Parameters) -> Scope<'a> {
+        Scope {
+            parameters,
+            row: None,
+        }
+    }
+
+    fn column(&self, name: &str) -> Result<Typed, SqlError> {
+        let (columns, values) = self.row.ok_or_else(|| error::invalid_column(name))?;
+        let index = columns
+            .iter()
+            .position(|c| c.name.eq_ignore_ascii_case(name))
+            .ok_or_else(|| error::invalid_column(name))?;
+        Ok(Typed {
+            sql_type: columns[index].sql_type,
+            value: values[index].clone(),
+        })
+    }
+}
+
+/// Evaluates `expr` in `scope`.
+pub fn evaluate(expr: &Expr, scope: Scope<'_>) -> Result<Typed, SqlError> {
     match expr {
         Expr::Value(value) => literal(&value.value),
-        Expr::Identifier(ident) if ident.value.starts_with('@') => parameters
+        Expr::Identifier(ident) if ident.value.starts_with('@') => scope
+            .parameters
             .get(&ident.value.to_lowercase())
             .cloned()
             .ok_or_else(|| error::undeclared_variable(&ident.value)),
-        Expr::Identifier(ident) => Err(error::invalid_column(&ident.value)),
-        Expr::Nested(inner) => evaluate(inner, parameters),
+        Expr::Identifier(ident) => scope.column(&ident.value),
+        Expr::CompoundIdentifier(parts) => {
+            scope.column(&parts.last().map(|p| p.value.clone()).unwrap_or_default())
+        }
+        Expr::Nested(inner) => evaluate(inner, scope),
         Expr::UnaryOp {
             op: UnaryOperator::Minus,
             expr,
-        } => negate(evaluate(expr, parameters)?),
+        } => negate(evaluate(expr, scope)?),
         Expr::UnaryOp {
             op: UnaryOperator::Plus,
             expr,
-        } => evaluate(expr, parameters),
+        } => evaluate(expr, scope),
+        Expr::UnaryOp {
+            op: UnaryOperator::Not,
+            expr,
+        } => Ok(Typed::bit(truth(&evaluate(expr, scope)?).map(|b| !b))),
+        Expr::IsNull(inner) => Ok(Typed::bit(Some(
+            evaluate(inner, scope)?.value == SqlValue::Null,
+        ))),
+        Expr::IsNotNull(inner) => Ok(Typed::bit(Some(
+            evaluate(inner, scope)?.value != SqlValue::Null,
+        ))),
         Expr::Cast {
             kind: CastKind::Cast | CastKind::TryCast,
             expr,
@@ -47,15 +106,107 @@ pub fn evaluate(expr: &Expr, parameters: &Parameters) -> Result<Typed, SqlError>
         } => {
             let target = datatype::parse(&data_type.to_string())
                 .ok_or_else(|| error::not_implemented(&format!("the type {data_type}")))?;
-            let source = evaluate(expr, parameters)?;
-            let value = convert(source.value, source.sql_type, target)?;
+            let source = evaluate(expr, scope)?;
             Ok(Typed {
                 sql_type: target,
-                value,
+                value: convert(source.value, source.sql_type, target)?,
             })
         }
+        Expr::BinaryOp { left, op, right } => {
+            binary(evaluate(left, scope)?, op, || evaluate(right, scope))
+        }
+        Expr::In {
+            expr,
+            target: sqlparser::ast::InTarget::List(list),
+            negated,
+            ..
+        } => {
+            let needle = evaluate(expr, scope)?;
+            let mut result = Some(false);
+            for item in list {
+                match compare(&needle.value, &evaluate(item, scope)?.value) {
+                    Some(Ordering::Equal) => {
+                        result = Some(true);
+                        break;
+                    }
+                    None => result = None,
+                    Some(_) => {}
+                }
+            }
+            Ok(Typed::bit(if *negated {
+                result.map(|b| !b)
+            } else {
+                result
+            }))
+        }
+        Expr::Between {
+            expr,
+            negated,
+            low,
+            high,
+        } => {
+            let value = evaluate(expr, scope)?;
+            let above = compare(&value.value, &evaluate(low, scope)?.value).map(Ordering::is_ge);
+            let below = compare(&value.value, &evaluate(high, scope)?.value).map(Ordering::is_le);
+            let within = and(above, below);
+            Ok(Typed::bit(if *negated {
+                within.map(|b| !b)
+            } else {
+                within
+            }))
+        }
+        Expr::Function(function) => super::functions::scalar(function, scope),
         other => Err(error::not_implemented(&format!("the expression `{other}`"))),
     }
+}
+
+/// Whether a predicate holds: Some(true), Some(false), or None for UNKNOWN.
+pub fn truth(typed: &Typed) -> Option<bool> {
+    match typed.value {
+        SqlValue::Bit(b) => Some(b),
+        SqlValue::Int(i) => Some(i != 0),
+        _ => None,
+    }
+}
+
+fn and(a: Option<bool>, b: Option<bool>) -> Option<bool> {
+    match (a, b) {
+        (Some(false), _) | (_, Some(false)) => Some(false),
+        (Some(true), Some(true)) => Some(true),
+        _ => None,
+    }
+}
+
+fn or(a: Option<bool>, b: Option<bool>) -> Option<bool> {
+    match (a, b) {
+        (Some(true), _) | (_, Some(true)) => Some(true),
+        (Some(false), Some(false)) => Some(false),
+        _ => None,
+    }
+}
+
+fn binary(
+    left: Typed,
+    op: &BinaryOperator,
+    right: impl FnOnce() -> Result<Typed, SqlError>,
+) -> Result<Typed, SqlError> {
+    use BinaryOperator as B;
+    let right = right()?;
+    let ordering = || compare(&left.value, &right.value);
+    Ok(match op {
+        B::And => Typed::bit(and(truth(&left), truth(&right))),
+        B::Or => Typed::bit(or(truth(&left), truth(&right))),
+        B::Eq => Typed::bit(ordering().map(Ordering::is_eq)),
+        B::NotEq => Typed::bit(ordering().map(Ordering::is_ne)),
+        B::Lt => Typed::bit(ordering().map(Ordering::is_lt)),
+        B::LtEq => Typed::bit(ordering().map(Ordering::is_le)),
+        B::Gt => Typed::bit(ordering().map(Ordering::is_gt)),
+        B::GtEq => Typed::bit(ordering().map(Ordering::is_ge)),
+        B::Plus | B::Minus | B::Multiply | B::Divide | B::Modulo => {
+            super::arithmetic::apply(op, left, right)?
+        }
+        other => return Err(error::not_implemented(&format!("the operator {other}"))),
+    })
 }
 
 /// The type SQL Server gives a literal.
@@ -78,12 +229,30 @@ fn literal(value: &Value) -> Result<Typed, SqlError> {
             },
             value: SqlValue::Text(text.clone()),
         },
+        Value::HexStringLiteral(hex) => Typed {
+            sql_type: SqlType::VarBinary {
+                length: Some((hex.len() / 2).clamp(1, 8000) as u16),
+            },
+            value: SqlValue::Binary(decode_hex(hex).ok_or_else(|| error::syntax(hex))?),
+        },
         Value::Boolean(b) => Typed {
             sql_type: SqlType::Bit,
             value: SqlValue::Bit(*b),
         },
         other => return Err(error::not_implemented(&format!("the literal `{other}`"))),
     })
+}
+
+fn decode_hex(hex: &str) -> Option<Vec<u8>> {
+    let hex = if hex.len() % 2 == 1 {
+        format!("0{hex}")
+    } else {
+        hex.to_owned()
+    };
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
+        .collect()
 }
 
 /// Integers within `int` are `int`; other exact numbers are `numeric(p, s)`; exponents make `float`.

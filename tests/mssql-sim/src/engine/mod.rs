@@ -1,24 +1,34 @@
 //! The T-SQL engine: parses batches with `sqlparser`'s MS SQL dialect and executes them against
-//! the simulator's catalog. This slice runs constant SELECTs, CREATE/DROP DATABASE and USE;
-//! tables, transactions and CDC come next (see the crate README).
+//! the simulator's catalog. Each statement runs in the session's transaction (an implicit one
+//! when none is open) and is atomic: a failing statement leaves no trace, and the batch stops.
 
+pub mod arithmetic;
+pub mod catalog;
+pub mod compare;
 pub mod convert;
 pub mod datatype;
+pub mod ddl;
+pub mod dml;
 pub mod error;
 pub mod expr;
+pub mod functions;
+pub mod query;
 pub mod temporal;
+pub mod txn;
 
-use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
-use sqlparser::ast::{ObjectName, ObjectType, SelectItem, SetExpr, Statement, Use};
+use sqlparser::ast::{ObjectType, SetExpr, Statement, Use};
 use sqlparser::dialect::MsSqlDialect;
 use sqlparser::parser::Parser;
 
 use crate::tds::token::{ResultColumn, command};
 use crate::tds::types::SqlValue;
+use catalog::{Catalog, Database};
 use error::SqlError;
-pub use expr::{Parameters, Typed};
+pub use expr::{Parameters, Scope, Typed};
+use txn::Transaction;
 
 /// What one statement produced.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,44 +59,63 @@ pub enum Outcome {
 }
 
 /// The server's state shared by every connection.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Engine {
-    databases: Mutex<BTreeSet<String>>,
-}
-
-impl Default for Engine {
-    fn default() -> Self {
-        Engine {
-            databases: Mutex::new(
-                ["master", "tempdb", "model", "msdb"]
-                    .map(str::to_owned)
-                    .into(),
-            ),
-        }
-    }
+    catalog: Mutex<Catalog>,
+    next_session: AtomicU64,
 }
 
 impl Engine {
     /// Whether a database exists (names compare case-insensitively, as under the default collation).
     pub fn database_exists(&self, name: &str) -> bool {
-        lock(&self.databases)
-            .iter()
-            .any(|d| d.eq_ignore_ascii_case(name))
+        self.catalog().database(name).is_some()
+    }
+
+    fn catalog(&self) -> MutexGuard<'_, Catalog> {
+        // A poisoned lock means a session panicked mid-statement; statements are atomic under
+        // this lock, so the catalog is still consistent and other sessions keep working.
+        self.catalog
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn new_session_id(&self) -> u64 {
+        self.next_session.fetch_add(1, Ordering::Relaxed) + 1
     }
 }
 
-/// One connection's session: its current database.
+/// One connection's session.
 #[derive(Debug)]
 pub struct Session {
-    engine: Arc<Engine>,
+    engine: std::sync::Arc<Engine>,
+    id: u64,
     /// The current database.
     pub database: String,
+    transaction: Option<Transaction>,
+    /// `@@TRANCOUNT`.
+    transaction_count: u32,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // A connection that goes away rolls its open transaction back, as SQL Server does.
+        if let Some(transaction) = self.transaction.take() {
+            transaction.rollback(&mut self.engine.catalog());
+        }
+    }
 }
 
 impl Session {
     /// A session in `database`.
-    pub fn new(engine: Arc<Engine>, database: String) -> Session {
-        Session { engine, database }
+    pub fn new(engine: std::sync::Arc<Engine>, database: String) -> Session {
+        let id = engine.new_session_id();
+        Session {
+            engine,
+            id,
+            database,
+            transaction: None,
+            transaction_count: 0,
+        }
     }
 
     /// Executes a batch. Stops at the first error, whose outcome is last.
@@ -115,23 +144,35 @@ impl Session {
         parameters: &Parameters,
     ) -> Result<Outcome, SqlError> {
         match statement {
-            Statement::Query(query) => match query.body.as_ref() {
-                SetExpr::Select(select) if select.from.is_empty() => {
-                    constant_select(&select.projection, parameters)
-                }
-                _ => Err(error::not_implemented("SELECT from tables yet")),
-            },
+            Statement::StartTransaction { .. } => {
+                self.transaction.get_or_insert_with(Transaction::default);
+                self.transaction_count += 1;
+                Ok(done())
+            }
+            Statement::Commit { .. } => self.commit(),
+            Statement::Rollback { .. } => {
+                let transaction = self
+                    .transaction
+                    .take()
+                    .ok_or_else(error::rollback_without_begin)?;
+                transaction.rollback(&mut self.engine.catalog());
+                self.transaction_count = 0;
+                Ok(done())
+            }
             Statement::CreateDatabase { db_name, .. } => {
                 let name = last_part(db_name);
-                let mut databases = lock(&self.engine.databases);
-                if databases.iter().any(|d| d.eq_ignore_ascii_case(&name)) {
+                let mut catalog = self.engine.catalog();
+                if catalog.database(&name).is_some() {
                     return Err(error::database_exists(&name));
                 }
-                databases.insert(name);
-                Ok(Outcome::Done {
-                    command: command::OTHER,
-                    rows: None,
-                })
+                catalog.databases.insert(
+                    name.to_lowercase(),
+                    Database {
+                        name,
+                        ..Database::default()
+                    },
+                );
+                Ok(done())
             }
             Statement::Drop {
                 object_type: ObjectType::Database,
@@ -139,70 +180,157 @@ impl Session {
                 if_exists,
                 ..
             } => {
-                let mut databases = lock(&self.engine.databases);
+                let mut catalog = self.engine.catalog();
                 for name in names.iter().map(last_part) {
-                    let existed = databases
-                        .iter()
-                        .find(|d| d.eq_ignore_ascii_case(&name))
-                        .cloned();
-                    match existed {
-                        Some(existing) => {
-                            databases.remove(&existing);
-                        }
-                        None if *if_exists => {}
-                        None => return Err(error::cannot_drop("database", &name)),
+                    if catalog.databases.remove(&name.to_lowercase()).is_none() && !*if_exists {
+                        return Err(error::cannot_drop("database", &name));
                     }
                 }
-                Ok(Outcome::Done {
-                    command: command::OTHER,
-                    rows: None,
-                })
+                Ok(done())
             }
             Statement::Use(Use::Object(name) | Use::Database(name)) => {
                 let name = last_part(name);
-                let found = lock(&self.engine.databases)
-                    .iter()
-                    .find(|d| d.eq_ignore_ascii_case(&name))
-                    .cloned();
-                let new = found.ok_or_else(|| error::database_missing(&name))?;
+                let new = self
+                    .engine
+                    .catalog()
+                    .database(&name)
+                    .map(|d| d.name.clone())
+                    .ok_or_else(|| error::database_missing(&name))?;
                 let old = std::mem::replace(&mut self.database, new.clone());
                 Ok(Outcome::DatabaseChanged { new, old })
             }
+            Statement::CreateTable(create) => {
+                ddl::create_table(&mut self.engine.catalog(), &self.database, create)
+                    .map(|()| done())
+            }
+            Statement::Drop {
+                object_type: ObjectType::Table,
+                names,
+                if_exists,
+                ..
+            } => ddl::drop_table(
+                &mut self.engine.catalog(),
+                &self.database,
+                names,
+                *if_exists,
+            )
+            .map(|()| done()),
+            Statement::AlterTable(alter) => ddl::alter_table(
+                &mut self.engine.catalog(),
+                &self.database,
+                &alter.name,
+                &alter.operations,
+            )
+            .map(|()| done()),
+            Statement::Insert(insert) => self.in_transaction(parameters, |c| {
+                dml::insert(c, insert).map(|n| counted(command::INSERT, n))
+            }),
+            Statement::Update(update) => self.in_transaction(parameters, |c| {
+                dml::update(c, update).map(|n| counted(command::UPDATE, n))
+            }),
+            Statement::Delete(delete) => self.in_transaction(parameters, |c| {
+                dml::delete(c, delete).map(|n| counted(command::DELETE, n))
+            }),
+            Statement::Query(query) => self.select(query, parameters),
             other => Err(error::not_implemented(&format!(
                 "`{}`",
                 first_words(&other.to_string())
             ))),
         }
     }
-}
 
-fn constant_select(
-    projection: &[SelectItem],
-    parameters: &Parameters,
-) -> Result<Outcome, SqlError> {
-    let mut columns = Vec::with_capacity(projection.len());
-    let mut row = Vec::with_capacity(projection.len());
-    for item in projection {
-        let (expr, name) = match item {
-            SelectItem::UnnamedExpr(expr) => (expr, String::new()),
-            SelectItem::ExprWithAlias { expr, alias } => (expr, alias.value.clone()),
-            _ => return Err(error::not_implemented("SELECT * without FROM")),
-        };
-        let typed = expr::evaluate(expr, parameters)?;
-        columns.push(ResultColumn {
-            name,
-            sql_type: typed.sql_type,
-            nullable: true,
-        });
-        row.push(typed.value);
+    fn commit(&mut self) -> Result<Outcome, SqlError> {
+        if self.transaction.is_none() {
+            return Err(error::commit_without_begin());
+        }
+        self.transaction_count = self.transaction_count.saturating_sub(1);
+        if self.transaction_count == 0
+            && let Some(transaction) = self.transaction.take()
+        {
+            let _changes = transaction.commit(&mut self.engine.catalog(), self.id);
+        }
+        Ok(done())
     }
-    Ok(Outcome::Rows {
-        columns,
-        rows: vec![row],
-    })
+
+    /// Runs a data statement atomically in the open transaction, or in its own.
+    fn in_transaction(
+        &mut self,
+        parameters: &Parameters,
+        run: impl FnOnce(&mut dml::Context<'_>) -> Result<Outcome, SqlError>,
+    ) -> Result<Outcome, SqlError> {
+        let implicit = self.transaction.is_none();
+        let mut transaction = self.transaction.take().unwrap_or_default();
+        let mut catalog = self.engine.catalog();
+        let mark = transaction.begin_statement();
+        let result = run(&mut dml::Context {
+            catalog: &mut catalog,
+            database: &self.database,
+            session: self.id,
+            transaction: &mut transaction,
+            parameters,
+        });
+        if result.is_err() {
+            transaction.undo_to(&mut catalog, mark);
+        }
+        if implicit {
+            let _changes = transaction.commit(&mut catalog, self.id);
+        } else {
+            self.transaction = Some(transaction);
+        }
+        result
+    }
+
+    fn select(
+        &mut self,
+        query: &sqlparser::ast::Query,
+        parameters: &Parameters,
+    ) -> Result<Outcome, SqlError> {
+        let SetExpr::Select(select) = query.body.as_ref() else {
+            return Err(error::not_implemented("this query form"));
+        };
+        let Some(name) = query::from_table(select)? else {
+            let constant = vec![];
+            let (columns, rows) = query::run(
+                query,
+                select,
+                query::Relation {
+                    columns: &[],
+                    rows: Box::new(std::iter::once(&constant)),
+                },
+                parameters,
+            )?;
+            return Ok(Outcome::Rows { columns, rows });
+        };
+        let (schema, table_name) = ddl::schema_and_table(&name);
+        let catalog = self.engine.catalog();
+        let table = catalog
+            .database(&self.database)
+            .and_then(|d| d.table(&schema, &table_name))
+            .ok_or_else(|| error::invalid_object(&table_name))?;
+        let relation = query::Relation {
+            columns: &table.columns,
+            rows: Box::new(table.visible_rows(self.id).map(|(_, row)| row)),
+        };
+        let (columns, rows) = query::run(query, select, relation, parameters)?;
+        Ok(Outcome::Rows { columns, rows })
+    }
 }
 
-fn last_part(name: &ObjectName) -> String {
+fn done() -> Outcome {
+    Outcome::Done {
+        command: command::OTHER,
+        rows: None,
+    }
+}
+
+fn counted(command: u16, rows: u64) -> Outcome {
+    Outcome::Done {
+        command,
+        rows: Some(rows),
+    }
+}
+
+fn last_part(name: &sqlparser::ast::ObjectName) -> String {
     name.0
         .last()
         .and_then(|part| part.as_ident())
@@ -226,12 +354,4 @@ fn first_words(statement: &str) -> String {
         .take(3)
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-// A poisoned lock means another session panicked mid-statement; the catalog it guards is
-// still consistent at statement granularity, so keep serving.
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -1,0 +1,369 @@
+//! INSERT, UPDATE and DELETE, with SQL Server's checks: NULL into NOT NULL (515), values too
+//! long for their column (2628), duplicate primary keys (2627), explicit identity values (544).
+
+use sqlparser::ast::{
+    AssignmentTarget, Delete, Expr, FromTable, Insert, SetExpr, TableFactor, TableObject, Update,
+};
+
+use super::catalog::{Catalog, Column, Row, RowAddress, RowKey, Table, write_row};
+use super::convert::convert;
+use super::ddl::schema_and_table;
+use super::error::{self, SqlError};
+use super::expr::{Parameters, Scope, evaluate, truth};
+use super::txn::{Change, ChangeKind, Transaction};
+use crate::tds::types::{SqlType, SqlValue};
+
+/// What a data statement works with.
+pub struct Context<'a> {
+    /// The server's catalog.
+    pub catalog: &'a mut Catalog,
+    /// The session's database.
+    pub database: &'a str,
+    /// The session.
+    pub session: u64,
+    /// The transaction the statement runs in.
+    pub transaction: &'a mut Transaction,
+    /// Statement parameters.
+    pub parameters: &'a Parameters,
+}
+
+impl Context<'_> {
+    fn table(&mut self, schema: &str, name: &str) -> Result<&mut Table, SqlError> {
+        self.catalog
+            .database_mut(self.database)
+            .and_then(|d| d.table_mut(schema, name))
+            .ok_or_else(|| error::invalid_object(&format!("{schema}.{name}")))
+    }
+
+    fn write(
+        &mut self,
+        schema: &str,
+        name: &str,
+        key: RowKey,
+        row: Option<Row>,
+    ) -> Result<(), SqlError> {
+        let session = self.session;
+        let table = self.table(schema, name)?;
+        let previous = write_row(table, key.clone(), session, row)?;
+        let address = RowAddress {
+            database: self.database.to_lowercase(),
+            table: (schema.to_lowercase(), name.to_lowercase()),
+            key,
+        };
+        self.transaction.record(address, previous);
+        Ok(())
+    }
+
+    fn change(&mut self, object_id: i32, kind: ChangeKind) {
+        let command_id = self.transaction.command_id;
+        self.transaction.changes.push(Change {
+            database: self.database.to_lowercase(),
+            object_id,
+            kind,
+            command_id,
+        });
+    }
+}
+
+/// INSERT … VALUES; returns the number of rows.
+pub fn insert(context: &mut Context<'_>, insert: &Insert) -> Result<u64, SqlError> {
+    let TableObject::TableName(name) = &insert.table else {
+        return Err(error::not_implemented("INSERT into a table function"));
+    };
+    let (schema, table_name) = schema_and_table(name);
+    let table = context.table(&schema, &table_name)?.clone_shape();
+    let targets: Vec<usize> = if insert.columns.is_empty() {
+        (0..table.columns.len())
+            .filter(|i| !table.columns[*i].identity)
+            .collect()
+    } else {
+        insert
+            .columns
+            .iter()
+            .map(|c| {
+                let column = c.to_string();
+                table
+                    .column_index(&column)
+                    .ok_or_else(|| error::invalid_column(&column))
+            })
+            .collect::<Result<_, _>>()?
+    };
+    if targets.iter().any(|i| table.columns[*i].identity) {
+        return Err(error::identity_insert(&table.qualified()));
+    }
+    let Some(source) = &insert.source else {
+        return Err(error::not_implemented("INSERT without VALUES"));
+    };
+    let SetExpr::Values(values) = source.body.as_ref() else {
+        return Err(error::not_implemented("INSERT … SELECT"));
+    };
+    let mut count = 0;
+    for value_row in &values.rows {
+        if value_row.len() != targets.len() {
+            return Err(error::insert_value_count());
+        }
+        let mut row = vec![SqlValue::Null; table.columns.len()];
+        for (expr, index) in value_row.iter().zip(&targets) {
+            row[*index] = evaluate(expr, Scope::constants(context.parameters))
+                .and_then(|typed| fit(&table, *index, typed.value, typed.sql_type))?;
+        }
+        let session = context.session;
+        let live = context.table(&schema, &table_name)?;
+        if let Some((next, increment)) = live.identity {
+            let index = live.columns.iter().position(|c| c.identity).unwrap_or(0);
+            row[index] = SqlValue::Int(next);
+            live.identity = Some((next + increment, increment));
+        }
+        check_not_null(&table, &row, "INSERT")?;
+        let key = live.key_of(&row);
+        if live
+            .rows
+            .get(&key)
+            .and_then(|slot| slot.visible(session))
+            .is_some()
+        {
+            return Err(duplicate(&table, &key));
+        }
+        context.write(&schema, &table_name, key, Some(row.clone()))?;
+        context.change(table.object_id, ChangeKind::Insert(row));
+        count += 1;
+    }
+    Ok(count)
+}
+
+/// UPDATE … SET … WHERE; returns the number of rows. A change of primary key moves the row.
+pub fn update(context: &mut Context<'_>, update: &Update) -> Result<u64, SqlError> {
+    let TableFactor::Table { name, .. } = &update.table.relation else {
+        return Err(error::not_implemented("UPDATE of this target"));
+    };
+    let (schema, table_name) = schema_and_table(name);
+    let table = context.table(&schema, &table_name)?.clone_shape();
+    let assignments: Vec<(usize, &Expr)> = update
+        .assignments
+        .iter()
+        .map(|a| {
+            let AssignmentTarget::ColumnName(column) = &a.target else {
+                return Err(error::not_implemented("tuple assignment"));
+            };
+            let column = column
+                .0
+                .last()
+                .and_then(|p| p.as_ident())
+                .map(|i| i.value.clone())
+                .unwrap_or_default();
+            let index = table
+                .column_index(&column)
+                .ok_or_else(|| error::invalid_column(&column))?;
+            if table.columns[index].identity {
+                return Err(crate::tds::token::ServerMessage {
+                    number: 8102,
+                    state: 1,
+                    class: 16,
+                    text: format!("Cannot update identity column '{column}'."),
+                });
+            }
+            Ok((index, &a.value))
+        })
+        .collect::<Result<_, _>>()?;
+    let matches = matching_rows(context, &schema, &table_name, update.selection.as_ref())?;
+    let mut updated = Vec::with_capacity(matches.len());
+    for (key, before) in &matches {
+        let scope = Scope {
+            parameters: context.parameters,
+            row: Some((&table.columns, before)),
+        };
+        let mut after = before.clone();
+        for (index, expr) in &assignments {
+            let typed = evaluate(expr, scope)?;
+            after[*index] = fit(&table, *index, typed.value, typed.sql_type)?;
+        }
+        check_not_null(&table, &after, "UPDATE")?;
+        updated.push((key.clone(), before.clone(), after));
+    }
+    // Remove every moved row first, so keys may be swapped within one statement.
+    for (key, _, after) in &updated {
+        let new_key = RowKey(
+            table
+                .primary_key
+                .iter()
+                .map(|i| after[*i].clone())
+                .collect(),
+        );
+        if !table.primary_key.is_empty() && new_key != *key {
+            context.write(&schema, &table_name, key.clone(), None)?;
+        }
+    }
+    for (key, before, after) in updated.iter().cloned() {
+        let new_key = if table.primary_key.is_empty() {
+            key.clone()
+        } else {
+            RowKey(
+                table
+                    .primary_key
+                    .iter()
+                    .map(|i| after[*i].clone())
+                    .collect(),
+            )
+        };
+        if new_key != key {
+            let session = context.session;
+            let taken = context
+                .table(&schema, &table_name)?
+                .rows
+                .get(&new_key)
+                .and_then(|s| s.visible(session))
+                .is_some();
+            if taken {
+                return Err(duplicate(&table, &new_key));
+            }
+        }
+        context.write(&schema, &table_name, new_key, Some(after.clone()))?;
+        context.change(table.object_id, ChangeKind::Update { before, after });
+    }
+    Ok(updated.len() as u64)
+}
+
+/// DELETE … WHERE; returns the number of rows.
+pub fn delete(context: &mut Context<'_>, delete: &Delete) -> Result<u64, SqlError> {
+    let from = match &delete.from {
+        FromTable::WithFromKeyword(tables) | FromTable::WithoutKeyword(tables) => tables,
+    };
+    let Some(TableFactor::Table { name, .. }) = from.first().map(|t| &t.relation) else {
+        return Err(error::not_implemented("DELETE of this target"));
+    };
+    let (schema, table_name) = schema_and_table(name);
+    let object_id = context.table(&schema, &table_name)?.object_id;
+    let matches = matching_rows(context, &schema, &table_name, delete.selection.as_ref())?;
+    for (key, before) in &matches {
+        context.write(&schema, &table_name, key.clone(), None)?;
+        context.change(object_id, ChangeKind::Delete(before.clone()));
+    }
+    Ok(matches.len() as u64)
+}
+
+/// Visible rows of a table for which `selection` holds, with their keys.
+pub fn matching_rows(
+    context: &mut Context<'_>,
+    schema: &str,
+    table_name: &str,
+    selection: Option<&Expr>,
+) -> Result<Vec<(RowKey, Row)>, SqlError> {
+    let session = context.session;
+    let parameters = context.parameters;
+    let table = context.table(schema, table_name)?;
+    let mut matches = Vec::new();
+    for (key, row) in table.visible_rows(session) {
+        let keep = match selection {
+            None => true,
+            Some(predicate) => {
+                truth(&evaluate(
+                    predicate,
+                    Scope {
+                        parameters,
+                        row: Some((&table.columns, row)),
+                    },
+                )?) == Some(true)
+            }
+        };
+        if keep {
+            matches.push((key.clone(), row.clone()));
+        }
+    }
+    Ok(matches)
+}
+
+/// Converts a value to its column's type, refusing strings and binaries that would be cut (2628).
+fn fit(table: &Table, index: usize, value: SqlValue, from: SqlType) -> Result<SqlValue, SqlError> {
+    let column: &Column = &table.columns[index];
+    let limit = match column.sql_type {
+        SqlType::Char { length } | SqlType::NChar { length } | SqlType::Binary { length } => {
+            Some(usize::from(length))
+        }
+        SqlType::VarChar { length }
+        | SqlType::NVarChar { length }
+        | SqlType::VarBinary { length } => length.map(usize::from),
+        _ => None,
+    };
+    let too_long = match (&value, limit) {
+        (SqlValue::Text(text), Some(limit)) => text.trim_end_matches(' ').chars().count() > limit,
+        (SqlValue::Binary(bytes), Some(limit)) => bytes.len() > limit,
+        _ => false,
+    };
+    if too_long {
+        let shown: String = match &value {
+            SqlValue::Text(text) => text.chars().take(limit.unwrap_or(0)).collect(),
+            _ => String::new(),
+        };
+        return Err(error::truncation(&table.qualified(), &column.name, &shown));
+    }
+    convert(value, from, column.sql_type)
+}
+
+fn check_not_null(table: &Table, row: &Row, statement: &str) -> Result<(), SqlError> {
+    for (column, value) in table.columns.iter().zip(row) {
+        if !column.nullable && *value == SqlValue::Null {
+            return Err(error::null_not_allowed(
+                &column.name,
+                &table.qualified(),
+                statement,
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn duplicate(table: &Table, key: &RowKey) -> SqlError {
+    let shown: Vec<String> = key.0.iter().map(display).collect();
+    error::primary_key_violation(
+        &table.primary_key_name,
+        &table.qualified(),
+        &shown.join(", "),
+    )
+}
+
+fn display(value: &SqlValue) -> String {
+    match value {
+        SqlValue::Null => "<NULL>".to_owned(),
+        SqlValue::Int(i) => i.to_string(),
+        SqlValue::Text(t) => t.clone(),
+        other => convert(
+            other.clone(),
+            SqlType::NVarChar { length: None },
+            SqlType::NVarChar { length: None },
+        )
+        .ok()
+        .and_then(|v| {
+            if let SqlValue::Text(t) = v {
+                Some(t)
+            } else {
+                None
+            }
+        })
+        .unwrap_or_default(),
+    }
+}
+
+impl Table {
+    /// The table without its rows: what statements need to know about its shape.
+    pub fn clone_shape(&self) -> Table {
+        Table {
+            rows: Default::default(),
+            ..self.clone_meta()
+        }
+    }
+
+    fn clone_meta(&self) -> Table {
+        Table {
+            object_id: self.object_id,
+            schema: self.schema.clone(),
+            name: self.name.clone(),
+            columns: self.columns.clone(),
+            primary_key: self.primary_key.clone(),
+            primary_key_name: self.primary_key_name.clone(),
+            identity: self.identity,
+            rows: Default::default(),
+            next_row_id: self.next_row_id,
+            next_column_id: self.next_column_id,
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! SELECT over one table: projection (columns, `*`, expressions, aggregates), WHERE, ORDER BY,
+//! TOP, OFFSET … FETCH.
+
+use std::cmp::Ordering;
+
+use sqlparser::ast::{
+    Expr, LimitClause, OrderByKind, Query, Select, SelectItem, TableFactor, TopQuantity,
+};
+
+use super::catalog::{Column, Row};
+use super::compare::{compare, sort_order};
+use super::error::{self, SqlError};
+use super::expr::{Parameters, Scope, Typed, evaluate, truth};
+use super::functions::{arguments, is_aggregate, name};
+use crate::tds::token::ResultColumn;
+use crate::tds::types::{SqlType, SqlValue};
+
+/// A relation a query reads: columns and rows (already filtered to what the session sees).
+pub struct Relation<'a> {
+    /// Its columns.
+    pub columns: &'a [Column],
+    /// Its rows.
+    pub rows: Box<dyn Iterator<Item = &'a Row> + 'a>,
+}
+
+/// Runs `select` (with the ORDER BY and paging of `query`) over `relation`.
+pub fn run(
+    query: &Query,
+    select: &Select,
+    relation: Relation<'_>,
+    parameters: &Parameters,
+) -> Result<(Vec<ResultColumn>, Vec<Vec<SqlValue>>), SqlError> {
+    let columns = relation.columns;
+    let items = projection(&select.projection, columns)?;
+    let mut kept: Vec<&Row> = Vec::new();
+    for row in relation.rows {
+        let keep = match &select.selection {
+            None => true,
+            Some(predicate) => {
+                truth(&evaluate(
+                    predicate,
+                    Scope {
+                        parameters,
+                        row: Some((columns, row)),
+                    },
+                )?) == Some(true)
+            }
+        };
+        if keep {
+            kept.push(row);
+        }
+    }
+    if items
+        .iter()
+        .any(|(expr, _)| matches!(expr, Expr::Function(f) if is_aggregate(f)))
+    {
+        return aggregate(&items, columns, &kept, parameters);
+    }
+    if let Some(order_by) = &query.order_by
+        && let OrderByKind::Expressions(keys) = &order_by.kind
+    {
+        let mut keyed: Vec<(Vec<SqlValue>, &Row)> = Vec::with_capacity(kept.len());
+        for row in kept {
+            let scope = Scope {
+                parameters,
+                row: Some((columns, row)),
+            };
+            let values = keys
+                .iter()
+                .map(|k| evaluate(&k.expr, scope).map(|t| t.value))
+                .collect::<Result<_, _>>()?;
+            keyed.push((values, row));
+        }
+        keyed.sort_by(|(a, _), (b, _)| {
+            keys.iter()
+                .zip(a.iter().zip(b))
+                .map(|(key, (x, y))| {
+                    let ordering = sort_order(x, y);
+                    if matches!(key.options.sort, Some(sqlparser::ast::OrderBySort::Desc)) {
+                        ordering.reverse()
+                    } else {
+                        ordering
+                    }
+                })
+                .find(|o| o.is_ne())
+                .unwrap_or(Ordering::Equal)
+        });
+        kept = keyed.into_iter().map(|(_, row)| row).collect();
+    }
+    let (skip, take) = paging(query, select, parameters)?;
+    let page = kept.into_iter().skip(skip).take(take.unwrap_or(usize::MAX));
+    let mut rows = Vec::new();
+    for row in page {
+        let scope = Scope {
+            parameters,
+            row: Some((columns, row)),
+        };
+        rows.push(
+            items
+                .iter()
+                .map(|(expr, _)| evaluate(expr, scope).map(|t| t.value))
+                .collect::<Result<Vec<_>, _>>()?,
+        );
+    }
+    let null_row = vec![SqlValue::Null; columns.len()];
+    let result_columns = items
+        .iter()
+        .map(|(expr, alias)| {
+            let typed = evaluate(
+                expr,
+                Scope {
+                    parameters,
+                    row: Some((columns, &null_row)),
+                },
+            )?;
+            Ok(ResultColumn {
+                name: alias.clone(),
+                sql_type: typed.sql_type,
+                nullable: true,
+            })
+        })
+        .collect::<Result<Vec<_>, SqlError>>()?;
+    Ok((result_columns, rows))
+}
+
+/// The SELECT list as (expression, output name), with `*` expanded.
+fn projection(items: &[SelectItem], columns: &[Column]) -> Result<Vec<(Expr, String)>, SqlError> {
+    let mut out = Vec::new();
+    for item in items {
+        match item {
+            SelectItem::UnnamedExpr(expr) => {
+                let name = match expr {
+                    Expr::Identifier(ident) => ident.value.clone(),
+                    Expr::CompoundIdentifier(parts) => {
+                        parts.last().map(|p| p.value.clone()).unwrap_or_default()
+                    }
+                    _ => String::new(),
+                };
+                out.push((expr.clone(), name));
+            }
+            SelectItem::ExprWithAlias { expr, alias } => {
+                out.push((expr.clone(), alias.value.clone()))
+            }
+            SelectItem::ExprWithAliases { .. } => {
+                return Err(error::not_implemented("multiple aliases"));
+            }
+            SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..) => {
+                for column in columns {
+                    out.push((
+                        Expr::Identifier(sqlparser::ast::Ident::new(column.name.clone())),
+                        column.name.clone(),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn paging(
+    query: &Query,
+    select: &Select,
+    parameters: &Parameters,
+) -> Result<(usize, Option<usize>), SqlError> {
+    let count = |expr: &Expr| -> Result<usize, SqlError> {
+        match evaluate(expr, Scope::constants(parameters))?.value {
+            SqlValue::Int(n) if n >= 0 => Ok(n as usize),
+            _ => Err(error::syntax(&expr.to_string())),
+        }
+    };
+    let mut take = None;
+    if let Some(top) = &select.top
+        && let Some(TopQuantity::Expr(expr)) = &top.quantity
+    {
+        take = Some(count(expr)?);
+    }
+    let mut skip = 0;
+    if let Some(LimitClause::LimitOffset {
+        offset: Some(offset),
+        ..
+    }) = &query.limit_clause
+    {
+        skip = count(&offset.value)?;
+    }
+    if let Some(fetch) = &query.fetch
+        && let Some(quantity) = &fetch.quantity
+    {
+        take = Some(count(quantity)?);
+    }
+    Ok((skip, take))
+}
+
+fn aggregate(
+    items: &[(Expr, String)],
+    columns: &[Column],
+    rows: &[&Row],
+    parameters: &Parameters,
+) -> Result<(Vec<ResultColumn>, Vec<Vec<SqlValue>>), SqlError> {
+    let mut result_columns = Vec::new();
+    let mut values = Vec::new();
+    for (expr, alias) in items {
+        let Expr::Function(function) = expr else {
+            return Err(crate::tds::token::ServerMessage {
+                number: 8120,
+                state: 1,
+                class: 16,
+                text: format!(
+                    "Column '{expr}' is invalid in the select list because it is not contained in either an aggregate function or the GROUP BY clause."
+                ),
+            });
+        };
+        let function_name = name(function);
+        let argument = arguments(function).into_iter().next().flatten();
+        let inputs: Vec<Typed> = match argument {
+            None => Vec::new(),
+            Some(arg) => rows
+                .iter()
+                .map(|row| {
+                    evaluate(
+                        arg,
+                        Scope {
+                            parameters,
+                            row: Some((columns, row)),
+                        },
+                    )
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let non_null = || inputs.iter().filter(|t| t.value != SqlValue::Null);
+        let (sql_type, value) = match function_name.as_str() {
+            "COUNT" | "COUNT_BIG" => {
+                let n = if argument.is_none() {
+                    rows.len()
+                } else {
+                    non_null().count()
+                };
+                (
+                    if function_name == "COUNT" {
+                        SqlType::Int
+                    } else {
+                        SqlType::BigInt
+                    },
+                    SqlValue::Int(n as i64),
+                )
+            }
+            "MIN" | "MAX" => {
+                let want = if function_name == "MIN" {
+                    Ordering::Less
+                } else {
+                    Ordering::Greater
+                };
+                let best = non_null().fold(None::<&Typed>, |best, t| match best {
+                    Some(b) if compare(&t.value, &b.value) != Some(want) => Some(b),
+                    _ => Some(t),
+                });
+                let sql_type = match argument {
+                    Some(arg) => {
+                        evaluate(
+                            arg,
+                            Scope {
+                                parameters,
+                                row: Some((columns, &vec![SqlValue::Null; columns.len()])),
+                            },
+                        )?
+                        .sql_type
+                    }
+                    None => SqlType::Int,
+                };
+                (sql_type, best.map_or(SqlValue::Null, |b| b.value.clone()))
+            }
+            other => return Err(error::not_implemented(&format!("the aggregate {other}"))),
+        };
+        result_columns.push(ResultColumn {
+            name: alias.clone(),
+            sql_type,
+            nullable: true,
+        });
+        values.push(value);
+    }
+    Ok((result_columns, vec![values]))
+}
+
+/// The table a single-table FROM names, as `(schema, table)`.
+pub fn from_table(select: &Select) -> Result<Option<sqlparser::ast::ObjectName>, SqlError> {
+    match select.from.as_slice() {
+        [] => Ok(None),
+        [single] if single.joins.is_empty() => match &single.relation {
+            TableFactor::Table { name, .. } => Ok(Some(name.clone())),
+            _ => Err(error::not_implemented("this FROM clause")),
+        },
+        _ => Err(error::not_implemented("joins")),
+    }
+}
