@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
+use crate::engine::cdc::CaptureConfig;
 use crate::engine::{Engine, Outcome, Parameters, Session, Typed, error};
 use crate::tds::login::{self, utf16};
 use crate::tds::packet::{self, DEFAULT_PACKET_SIZE, MAX_PACKET_SIZE, PacketType};
@@ -14,12 +15,25 @@ use crate::tds::prelogin;
 use crate::tds::rpc::{self, Procedure, RpcRequest};
 use crate::tds::token::{ServerMessage, TokenWriter, command, done_status};
 use crate::tds::types::SqlValue;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// How the simulator is set up.
 #[derive(Debug, Clone)]
 pub struct SimulatorConfig {
     /// Password of the `sa` login.
     pub sa_password: String,
+    /// How the CDC capture job runs.
+    pub capture: CaptureConfig,
+}
+
+impl SimulatorConfig {
+    /// A configuration with `sa_password` and SQL Server's capture job defaults.
+    pub fn new(sa_password: &str) -> SimulatorConfig {
+        SimulatorConfig {
+            sa_password: sa_password.to_owned(),
+            capture: CaptureConfig::default(),
+        }
+    }
 }
 
 /// A running simulator; stops accepting connections when dropped.
@@ -28,6 +42,8 @@ pub struct Simulator {
     addr: SocketAddr,
     engine: Arc<Engine>,
     accept_task: JoinHandle<()>,
+    capture_task: JoinHandle<()>,
+    capture_paused: Arc<AtomicBool>,
 }
 
 impl Simulator {
@@ -36,11 +52,19 @@ impl Simulator {
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
         let engine = Arc::new(Engine::default());
+        let capture_paused = Arc::new(AtomicBool::new(false));
+        let capture_task = tokio::spawn(capture_job(
+            engine.clone(),
+            config.capture.clone(),
+            capture_paused.clone(),
+        ));
         let accept_task = tokio::spawn(accept(listener, engine.clone(), Arc::new(config)));
         Ok(Simulator {
             addr,
             engine,
             accept_task,
+            capture_task,
+            capture_paused,
         })
     }
 
@@ -53,11 +77,40 @@ impl Simulator {
     pub fn engine(&self) -> Arc<Engine> {
         self.engine.clone()
     }
+
+    /// Fault injection (not SQL Server): stops the capture job; committed changes wait in the
+    /// log and `sys.fn_cdc_get_max_lsn()` stays put until [`Simulator::resume_capture`].
+    pub fn pause_capture(&self) {
+        self.capture_paused.store(true, Ordering::SeqCst);
+    }
+
+    /// Fault injection (not SQL Server): lets the capture job run again.
+    pub fn resume_capture(&self) {
+        self.capture_paused.store(false, Ordering::SeqCst);
+    }
+}
+
+/// The capture job: reads committed transactions into change tables, like SQL Server's
+/// `cdc.<db>_capture` job: a full scan is followed at once by the next; an idle one waits.
+async fn capture_job(engine: Arc<Engine>, config: CaptureConfig, paused: Arc<AtomicBool>) {
+    loop {
+        let read = if paused.load(Ordering::SeqCst) {
+            0
+        } else {
+            engine.capture_scan(config.max_transactions_per_scan)
+        };
+        if read < config.max_transactions_per_scan {
+            tokio::time::sleep(config.poll_interval).await;
+        } else {
+            tokio::task::yield_now().await;
+        }
+    }
 }
 
 impl Drop for Simulator {
     fn drop(&mut self) {
         self.accept_task.abort();
+        self.capture_task.abort();
     }
 }
 

@@ -139,6 +139,8 @@ pub struct Database {
     pub name: String,
     /// Tables by lower-case (schema, name).
     pub tables: BTreeMap<(String, String), Table>,
+    /// Change data capture.
+    pub cdc: super::cdc::DatabaseCdc,
 }
 
 impl Database {

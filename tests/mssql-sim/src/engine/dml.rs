@@ -168,10 +168,7 @@ pub fn update(context: &mut Context<'_>, update: &Update) -> Result<u64, SqlErro
     let matches = matching_rows(context, &schema, &table_name, update.selection.as_ref())?;
     let mut updated = Vec::with_capacity(matches.len());
     for (key, before) in &matches {
-        let scope = Scope {
-            parameters: context.parameters,
-            row: Some((&table.columns, before)),
-        };
+        let scope = Scope::over(context.parameters, &table.columns, before);
         let mut after = before.clone();
         for (index, expr) in &assignments {
             let typed = evaluate(expr, scope)?;
@@ -258,10 +255,7 @@ pub fn matching_rows(
             Some(predicate) => {
                 truth(&evaluate(
                     predicate,
-                    Scope {
-                        parameters,
-                        row: Some((&table.columns, row)),
-                    },
+                    Scope::over(parameters, &table.columns, row),
                 )?) == Some(true)
             }
         };

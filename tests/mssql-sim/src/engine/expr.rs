@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use sqlparser::ast::{BinaryOperator, CastKind, Expr, UnaryOperator, Value};
 
-use super::catalog::Column;
+use super::catalog::{Column, Database};
 use super::compare::compare;
 use super::convert::{convert, parse_decimal};
 use super::datatype;
@@ -42,6 +42,10 @@ pub struct Scope<'a> {
     pub parameters: &'a Parameters,
     /// The current row, if any: its columns and values.
     pub row: Option<(&'a [Column], &'a [SqlValue])>,
+    /// Per column, the table name or alias that qualifies it (`ct.__$start_lsn`); may be empty.
+    pub qualifiers: &'a [String],
+    /// The session's database, for functions that read it (`sys.fn_cdc_get_max_lsn()`).
+    pub database: Option<&'a Database>,
 }
 
 impl<'a> Scope<'a> {
@@ -50,15 +54,38 @@ impl<'a> Scope<'a> {
         Scope {
             parameters,
             row: None,
+            qualifiers: &[],
+            database: None,
         }
     }
 
-    fn column(&self, name: &str) -> Result<Typed, SqlError> {
-        let (columns, values) = self.row.ok_or_else(|| error::invalid_column(name))?;
-        let index = columns
-            .iter()
-            .position(|c| c.name.eq_ignore_ascii_case(name))
-            .ok_or_else(|| error::invalid_column(name))?;
+    /// A scope over one row.
+    pub fn over(
+        parameters: &'a Parameters,
+        columns: &'a [Column],
+        values: &'a [SqlValue],
+    ) -> Scope<'a> {
+        Scope {
+            parameters,
+            row: Some((columns, values)),
+            qualifiers: &[],
+            database: None,
+        }
+    }
+
+    fn column(&self, qualifier: Option<&str>, name: &str) -> Result<Typed, SqlError> {
+        let shown = qualifier.map_or_else(|| name.to_owned(), |q| format!("{q}.{name}"));
+        let (columns, values) = self.row.ok_or_else(|| error::invalid_column(&shown))?;
+        let qualified = |i: usize| {
+            qualifier.is_none_or(|q| {
+                self.qualifiers
+                    .get(i)
+                    .is_none_or(|own| own.eq_ignore_ascii_case(q))
+            })
+        };
+        let index = (0..columns.len())
+            .find(|i| columns[*i].name.eq_ignore_ascii_case(name) && qualified(*i))
+            .ok_or_else(|| error::invalid_column(&shown))?;
         Ok(Typed {
             sql_type: columns[index].sql_type,
             value: values[index].clone(),
@@ -75,10 +102,12 @@ pub fn evaluate(expr: &Expr, scope: Scope<'_>) -> Result<Typed, SqlError> {
             .get(&ident.value.to_lowercase())
             .cloned()
             .ok_or_else(|| error::undeclared_variable(&ident.value)),
-        Expr::Identifier(ident) => scope.column(&ident.value),
-        Expr::CompoundIdentifier(parts) => {
-            scope.column(&parts.last().map(|p| p.value.clone()).unwrap_or_default())
-        }
+        Expr::Identifier(ident) => scope.column(None, &ident.value),
+        Expr::CompoundIdentifier(parts) => match parts.as_slice() {
+            [.., qualifier, name] => scope.column(Some(&qualifier.value), &name.value),
+            [name] => scope.column(None, &name.value),
+            [] => Err(error::syntax("")),
+        },
         Expr::Nested(inner) => evaluate(inner, scope),
         Expr::UnaryOp {
             op: UnaryOperator::Minus,

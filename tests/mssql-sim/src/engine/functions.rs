@@ -71,6 +71,15 @@ pub fn scalar(function: &Function, scope: Scope<'_>) -> Result<Typed, SqlError> 
         _ if is_aggregate(function) => Err(error::not_implemented(&format!(
             "{name} outside a SELECT list"
         ))),
-        _ => Err(error::not_implemented(&format!("the function {name}"))),
+        _ => match scope.database.and_then(|db| {
+            super::relations::cdc_function(
+                db,
+                &name,
+                &args.iter().map(|a| a.value.clone()).collect::<Vec<_>>(),
+            )
+        }) {
+            Some(result) => result.map(|(sql_type, value)| Typed { sql_type, value }),
+            None => Err(error::not_implemented(&format!("the function {name}"))),
+        },
     }
 }

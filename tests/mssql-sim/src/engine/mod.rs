@@ -1,9 +1,11 @@
 //! The T-SQL engine: parses batches with `sqlparser`'s MS SQL dialect and executes them against
 //! the simulator's catalog. Each statement runs in the session's transaction (an implicit one
 //! when none is open) and is atomic: a failing statement leaves no trace, and the batch stops.
+//! Committed changes to captured tables go to the CDC log, which the capture job reads later.
 
 pub mod arithmetic;
 pub mod catalog;
+pub mod cdc;
 pub mod compare;
 pub mod convert;
 pub mod datatype;
@@ -12,14 +14,17 @@ pub mod dml;
 pub mod error;
 pub mod expr;
 pub mod functions;
+pub mod procedures;
 pub mod query;
+pub mod relations;
+pub mod sources;
 pub mod temporal;
 pub mod txn;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use sqlparser::ast::{ObjectType, SetExpr, Statement, Use};
+use sqlparser::ast::{Expr, ObjectName, ObjectType, SetExpr, Statement, Use};
 use sqlparser::dialect::MsSqlDialect;
 use sqlparser::parser::Parser;
 
@@ -71,6 +76,18 @@ impl Engine {
         self.catalog().database(name).is_some()
     }
 
+    /// One pass of the capture job over every CDC-enabled database; returns the number of
+    /// transactions read into change tables.
+    pub fn capture_scan(&self, max_transactions_per_database: usize) -> usize {
+        let mut catalog = self.catalog();
+        catalog
+            .databases
+            .values_mut()
+            .filter(|db| db.cdc.enabled)
+            .map(|db| cdc::capture_scan(&mut db.cdc, max_transactions_per_database))
+            .sum()
+    }
+
     fn catalog(&self) -> MutexGuard<'_, Catalog> {
         // A poisoned lock means a session panicked mid-statement; statements are atomic under
         // this lock, so the catalog is still consistent and other sessions keep working.
@@ -94,6 +111,8 @@ pub struct Session {
     transaction: Option<Transaction>,
     /// `@@TRANCOUNT`.
     transaction_count: u32,
+    /// When the open explicit transaction began (`tran_begin_time`).
+    transaction_began: Option<SqlValue>,
 }
 
 impl Drop for Session {
@@ -115,6 +134,7 @@ impl Session {
             database,
             transaction: None,
             transaction_count: 0,
+            transaction_began: None,
         }
     }
 
@@ -145,6 +165,9 @@ impl Session {
     ) -> Result<Outcome, SqlError> {
         match statement {
             Statement::StartTransaction { .. } => {
+                if self.transaction.is_none() {
+                    self.transaction_began = Some(cdc::now());
+                }
                 self.transaction.get_or_insert_with(Transaction::default);
                 self.transaction_count += 1;
                 Ok(done())
@@ -159,21 +182,7 @@ impl Session {
                 self.transaction_count = 0;
                 Ok(done())
             }
-            Statement::CreateDatabase { db_name, .. } => {
-                let name = last_part(db_name);
-                let mut catalog = self.engine.catalog();
-                if catalog.database(&name).is_some() {
-                    return Err(error::database_exists(&name));
-                }
-                catalog.databases.insert(
-                    name.to_lowercase(),
-                    Database {
-                        name,
-                        ..Database::default()
-                    },
-                );
-                Ok(done())
-            }
+            Statement::CreateDatabase { db_name, .. } => self.create_database(&last_part(db_name)),
             Statement::Drop {
                 object_type: ObjectType::Database,
                 names,
@@ -232,11 +241,31 @@ impl Session {
                 dml::delete(c, delete).map(|n| counted(command::DELETE, n))
             }),
             Statement::Query(query) => self.select(query, parameters),
+            Statement::Execute {
+                name: Some(name),
+                parameters: arguments,
+                ..
+            } => self.execute_procedure(name, arguments, parameters),
             other => Err(error::not_implemented(&format!(
                 "`{}`",
                 first_words(&other.to_string())
             ))),
         }
+    }
+
+    fn create_database(&mut self, name: &str) -> Result<Outcome, SqlError> {
+        let mut catalog = self.engine.catalog();
+        if catalog.database(name).is_some() {
+            return Err(error::database_exists(name));
+        }
+        catalog.databases.insert(
+            name.to_lowercase(),
+            Database {
+                name: name.to_owned(),
+                ..Database::default()
+            },
+        );
+        Ok(done())
     }
 
     fn commit(&mut self) -> Result<Outcome, SqlError> {
@@ -247,7 +276,13 @@ impl Session {
         if self.transaction_count == 0
             && let Some(transaction) = self.transaction.take()
         {
-            let _changes = transaction.commit(&mut self.engine.catalog(), self.id);
+            let mut catalog = self.engine.catalog();
+            let changes = transaction.commit(&mut catalog, self.id);
+            cdc::log_commit(
+                &mut catalog,
+                changes,
+                self.transaction_began.take().unwrap_or_else(cdc::now),
+            );
         }
         Ok(done())
     }
@@ -273,7 +308,8 @@ impl Session {
             transaction.undo_to(&mut catalog, mark);
         }
         if implicit {
-            let _changes = transaction.commit(&mut catalog, self.id);
+            let changes = transaction.commit(&mut catalog, self.id);
+            cdc::log_commit(&mut catalog, changes, cdc::now());
         } else {
             self.transaction = Some(transaction);
         }
@@ -288,31 +324,67 @@ impl Session {
         let SetExpr::Select(select) = query.body.as_ref() else {
             return Err(error::not_implemented("this query form"));
         };
-        let Some(name) = query::from_table(select)? else {
-            let constant = vec![];
-            let (columns, rows) = query::run(
-                query,
-                select,
-                query::Relation {
-                    columns: &[],
-                    rows: Box::new(std::iter::once(&constant)),
-                },
-                parameters,
-            )?;
-            return Ok(Outcome::Rows { columns, rows });
-        };
-        let (schema, table_name) = ddl::schema_and_table(&name);
         let catalog = self.engine.catalog();
-        let table = catalog
+        let db = catalog
             .database(&self.database)
-            .and_then(|d| d.table(&schema, &table_name))
-            .ok_or_else(|| error::invalid_object(&table_name))?;
-        let relation = query::Relation {
-            columns: &table.columns,
-            rows: Box::new(table.visible_rows(self.id).map(|(_, row)| row)),
+            .ok_or_else(|| error::database_missing(&self.database))?;
+        let (columns, rows) = match select.from.as_slice() {
+            [] => {
+                let constant = vec![];
+                let relation = query::Relation {
+                    columns: &[],
+                    qualifiers: &[],
+                    rows: Box::new(std::iter::once(&constant)),
+                    database: Some(db),
+                };
+                query::run(query, select, relation, parameters)?
+            }
+            [from] if from.joins.is_empty() => {
+                let (source, qualifier) = sources::resolve(db, &from.relation, parameters)?;
+                let qualifiers = vec![qualifier; source.columns().len()];
+                let rows: Box<dyn Iterator<Item = &catalog::Row>> = match &source {
+                    sources::Source::Table(table) => {
+                        Box::new(table.visible_rows(self.id).map(|(_, row)| row))
+                    }
+                    sources::Source::Rows(materialised) => Box::new(materialised.rows.iter()),
+                };
+                let relation = query::Relation {
+                    columns: source.columns(),
+                    qualifiers: &qualifiers,
+                    rows,
+                    database: Some(db),
+                };
+                query::run(query, select, relation, parameters)?
+            }
+            [from] if from.joins.len() == 1 => {
+                let left = sources::resolve(db, &from.relation, parameters)?;
+                let (joined, qualifiers) =
+                    sources::join(left, &from.joins[0], db, self.id, parameters)?;
+                let relation = query::Relation {
+                    columns: &joined.columns,
+                    qualifiers: &qualifiers,
+                    rows: Box::new(joined.rows.iter()),
+                    database: Some(db),
+                };
+                query::run(query, select, relation, parameters)?
+            }
+            _ => return Err(error::not_implemented("more than one join")),
         };
-        let (columns, rows) = query::run(query, select, relation, parameters)?;
         Ok(Outcome::Rows { columns, rows })
+    }
+
+    fn execute_procedure(
+        &mut self,
+        name: &ObjectName,
+        arguments: &[Expr],
+        parameters: &Parameters,
+    ) -> Result<Outcome, SqlError> {
+        let mut catalog = self.engine.catalog();
+        procedures::execute(&mut catalog, &self.database, name, arguments, parameters)?;
+        Ok(Outcome::Done {
+            command: command::EXECUTE,
+            rows: None,
+        })
     }
 }
 
@@ -330,7 +402,7 @@ fn counted(command: u16, rows: u64) -> Outcome {
     }
 }
 
-fn last_part(name: &sqlparser::ast::ObjectName) -> String {
+fn last_part(name: &ObjectName) -> String {
     name.0
         .last()
         .and_then(|part| part.as_ident())

@@ -19,8 +19,12 @@ use crate::tds::types::{SqlType, SqlValue};
 pub struct Relation<'a> {
     /// Its columns.
     pub columns: &'a [Column],
+    /// Per column, the table name or alias that qualifies it.
+    pub qualifiers: &'a [String],
     /// Its rows.
     pub rows: Box<dyn Iterator<Item = &'a Row> + 'a>,
+    /// The session's database, for functions that read it.
+    pub database: Option<&'a super::catalog::Database>,
 }
 
 /// Runs `select` (with the ORDER BY and paging of `query`) over `relation`.
@@ -31,6 +35,7 @@ pub fn run(
     parameters: &Parameters,
 ) -> Result<(Vec<ResultColumn>, Vec<Vec<SqlValue>>), SqlError> {
     let columns = relation.columns;
+    let (qualifiers, database) = (relation.qualifiers, relation.database);
     let items = projection(&select.projection, columns)?;
     let mut kept: Vec<&Row> = Vec::new();
     for row in relation.rows {
@@ -39,10 +44,7 @@ pub fn run(
             Some(predicate) => {
                 truth(&evaluate(
                     predicate,
-                    Scope {
-                        parameters,
-                        row: Some((columns, row)),
-                    },
+                    scope(parameters, columns, row, qualifiers, database),
                 )?) == Some(true)
             }
         };
@@ -54,17 +56,14 @@ pub fn run(
         .iter()
         .any(|(expr, _)| matches!(expr, Expr::Function(f) if is_aggregate(f)))
     {
-        return aggregate(&items, columns, &kept, parameters);
+        return aggregate(&items, columns, &kept, parameters, qualifiers, database);
     }
     if let Some(order_by) = &query.order_by
         && let OrderByKind::Expressions(keys) = &order_by.kind
     {
         let mut keyed: Vec<(Vec<SqlValue>, &Row)> = Vec::with_capacity(kept.len());
         for row in kept {
-            let scope = Scope {
-                parameters,
-                row: Some((columns, row)),
-            };
+            let scope = scope(parameters, columns, row, qualifiers, database);
             let values = keys
                 .iter()
                 .map(|k| evaluate(&k.expr, scope).map(|t| t.value))
@@ -91,10 +90,7 @@ pub fn run(
     let page = kept.into_iter().skip(skip).take(take.unwrap_or(usize::MAX));
     let mut rows = Vec::new();
     for row in page {
-        let scope = Scope {
-            parameters,
-            row: Some((columns, row)),
-        };
+        let scope = scope(parameters, columns, row, qualifiers, database);
         rows.push(
             items
                 .iter()
@@ -108,10 +104,7 @@ pub fn run(
         .map(|(expr, alias)| {
             let typed = evaluate(
                 expr,
-                Scope {
-                    parameters,
-                    row: Some((columns, &null_row)),
-                },
+                scope(parameters, columns, &null_row, qualifiers, database),
             )?;
             Ok(ResultColumn {
                 name: alias.clone(),
@@ -195,6 +188,8 @@ fn aggregate(
     columns: &[Column],
     rows: &[&Row],
     parameters: &Parameters,
+    qualifiers: &[String],
+    database: Option<&super::catalog::Database>,
 ) -> Result<(Vec<ResultColumn>, Vec<Vec<SqlValue>>), SqlError> {
     let mut result_columns = Vec::new();
     let mut values = Vec::new();
@@ -215,15 +210,7 @@ fn aggregate(
             None => Vec::new(),
             Some(arg) => rows
                 .iter()
-                .map(|row| {
-                    evaluate(
-                        arg,
-                        Scope {
-                            parameters,
-                            row: Some((columns, row)),
-                        },
-                    )
-                })
+                .map(|row| evaluate(arg, scope(parameters, columns, row, qualifiers, database)))
                 .collect::<Result<_, _>>()?,
         };
         let non_null = || inputs.iter().filter(|t| t.value != SqlValue::Null);
@@ -257,10 +244,13 @@ fn aggregate(
                     Some(arg) => {
                         evaluate(
                             arg,
-                            Scope {
+                            scope(
                                 parameters,
-                                row: Some((columns, &vec![SqlValue::Null; columns.len()])),
-                            },
+                                columns,
+                                &vec![SqlValue::Null; columns.len()],
+                                qualifiers,
+                                database,
+                            ),
                         )?
                         .sql_type
                     }
@@ -289,5 +279,20 @@ pub fn from_table(select: &Select) -> Result<Option<sqlparser::ast::ObjectName>,
             _ => Err(error::not_implemented("this FROM clause")),
         },
         _ => Err(error::not_implemented("joins")),
+    }
+}
+
+fn scope<'s>(
+    parameters: &'s Parameters,
+    columns: &'s [Column],
+    row: &'s [SqlValue],
+    qualifiers: &'s [String],
+    database: Option<&'s super::catalog::Database>,
+) -> Scope<'s> {
+    Scope {
+        parameters,
+        row: Some((columns, row)),
+        qualifiers,
+        database,
     }
 }

@@ -16,14 +16,12 @@ pub type SqlClient = Client<Compat<TcpStream>>;
 
 /// A simulator on a free loopback port.
 pub async fn simulator() -> Simulator {
-    Simulator::start(
-        "127.0.0.1:0".parse().unwrap(),
-        SimulatorConfig {
-            sa_password: PASSWORD.to_owned(),
-        },
-    )
-    .await
-    .expect("cannot start the simulator")
+    let mut config = SimulatorConfig::new(PASSWORD);
+    // Asynchronous like SQL Server's job, but quicker than its 5 s so tests stay short.
+    config.capture.poll_interval = std::time::Duration::from_millis(20);
+    Simulator::start("127.0.0.1:0".parse().unwrap(), config)
+        .await
+        .expect("cannot start the simulator")
 }
 
 /// A client configuration for `addr`.

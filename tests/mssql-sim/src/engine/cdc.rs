@@ -1,0 +1,445 @@
+//! Change data capture as SQL Server does it: committed transactions go to the log with one
+//! commit LSN each and a seqval per row change; the capture job later reads the log into the
+//! change tables of each capture instance (`cdc.<instance>_CT`) and into
+//! `cdc.lsn_time_mapping`, and only then does `sys.fn_cdc_get_max_lsn()` move.
+
+use std::collections::VecDeque;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::catalog::{Catalog, Column, Database};
+use super::error::SqlError;
+use super::txn::{Change, ChangeKind};
+use crate::tds::types::{SqlType, SqlValue, TICKS_PER_DAY};
+
+/// A 10-byte LSN (or seqval).
+pub type Lsn = [u8; 10];
+
+/// The smallest LSN.
+pub const ZERO_LSN: Lsn = [0; 10];
+
+/// How the capture job runs.
+#[derive(Debug, Clone)]
+pub struct CaptureConfig {
+    /// Pause between scans while the log is empty (SQL Server's `pollinginterval`, 5 s).
+    pub poll_interval: Duration,
+    /// Transactions read per scan (SQL Server's `maxtrans`, 500); a full scan is followed at once by another.
+    pub max_transactions_per_scan: usize,
+}
+
+impl Default for CaptureConfig {
+    fn default() -> Self {
+        CaptureConfig {
+            poll_interval: Duration::from_secs(5),
+            max_transactions_per_scan: 500,
+        }
+    }
+}
+
+/// A column of a capture instance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CapturedColumn {
+    /// Name.
+    pub name: String,
+    /// The source column's id.
+    pub column_id: i32,
+    /// Type.
+    pub sql_type: SqlType,
+    /// Position in the change table, from 1.
+    pub ordinal: i32,
+}
+
+/// One row of a change table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangeRow {
+    /// `__$start_lsn`: the commit LSN.
+    pub start_lsn: Lsn,
+    /// `__$seqval`.
+    pub seqval: Lsn,
+    /// `__$operation`: 1 delete, 2 insert, 3 update before, 4 update after.
+    pub operation: i32,
+    /// `__$update_mask`.
+    pub update_mask: Vec<u8>,
+    /// `__$command_id`.
+    pub command_id: i32,
+    /// Captured column values, in capture order.
+    pub values: Vec<SqlValue>,
+}
+
+/// A capture instance and its change table.
+#[derive(Debug, Clone)]
+pub struct CaptureInstance {
+    /// Name, e.g. `dbo_orders`.
+    pub name: String,
+    /// Object id of the change table.
+    pub object_id: i32,
+    /// Object id of the source table.
+    pub source_object_id: i32,
+    /// First LSN it captures after.
+    pub start_lsn: Lsn,
+    /// `@role_name`.
+    pub role_name: Option<String>,
+    /// `@supports_net_changes`.
+    pub supports_net_changes: bool,
+    /// Captured columns.
+    pub columns: Vec<CapturedColumn>,
+    /// Names of the key columns.
+    pub index_columns: Vec<(String, i32)>,
+    /// Name of the unique index used.
+    pub index_name: String,
+    /// Creation time.
+    pub create_date: SqlValue,
+    /// The change table's rows, in (start_lsn, seqval, operation) order.
+    pub rows: Vec<ChangeRow>,
+}
+
+/// One committed transaction, not yet read by the capture job.
+#[derive(Debug, Clone)]
+struct LogRecord {
+    commit_lsn: Lsn,
+    begin_time: SqlValue,
+    end_time: SqlValue,
+    tran_id: Vec<u8>,
+    entries: Vec<LogEntry>,
+}
+
+#[derive(Debug, Clone)]
+struct LogEntry {
+    object_id: i32,
+    seqval: Lsn,
+    command_id: i32,
+    kind: LoggedKind,
+}
+
+/// Row images by column id, so later ALTERs do not shift them.
+type Image = Vec<(i32, SqlValue)>;
+
+#[derive(Debug, Clone)]
+enum LoggedKind {
+    Insert(Image),
+    Delete(Image),
+    Update {
+        before: Image,
+        after: Image,
+        key_changed: bool,
+    },
+}
+
+/// A row of `cdc.lsn_time_mapping`.
+#[derive(Debug, Clone)]
+pub struct LsnMapping {
+    /// Commit LSN.
+    pub start_lsn: Lsn,
+    /// Transaction begin time.
+    pub begin_time: SqlValue,
+    /// Transaction end time.
+    pub end_time: SqlValue,
+    /// Transaction id.
+    pub tran_id: Vec<u8>,
+}
+
+/// CDC state of one database.
+#[derive(Debug, Clone, Default)]
+pub struct DatabaseCdc {
+    /// `sys.sp_cdc_enable_db` has run.
+    pub enabled: bool,
+    /// Capture instances (at most two per source table).
+    pub instances: Vec<CaptureInstance>,
+    /// `cdc.lsn_time_mapping`.
+    pub mapping: Vec<LsnMapping>,
+    log: VecDeque<LogRecord>,
+    next_lsn: u128,
+    /// The highest LSN the capture job has processed.
+    pub max_lsn: Lsn,
+}
+
+impl DatabaseCdc {
+    /// Allocates the next LSN; LSNs look like SQL Server's (`00000025:00000100:0001` onwards).
+    pub fn allocate_lsn(&mut self) -> Lsn {
+        if self.next_lsn == 0 {
+            self.next_lsn = (0x25u128 << 48) | (0x100 << 16);
+        }
+        self.next_lsn += 1;
+        to_lsn(self.next_lsn)
+    }
+
+    /// Transactions committed but not yet captured.
+    pub fn backlog(&self) -> usize {
+        self.log.len()
+    }
+
+    /// The capture instance named `name`.
+    pub fn instance(&self, name: &str) -> Option<&CaptureInstance> {
+        self.instances
+            .iter()
+            .find(|i| i.name.eq_ignore_ascii_case(name))
+    }
+}
+
+/// LSN bytes of an 80-bit integer.
+pub fn to_lsn(value: u128) -> Lsn {
+    let bytes = value.to_be_bytes();
+    let mut lsn = [0u8; 10];
+    lsn.copy_from_slice(&bytes[6..]);
+    lsn
+}
+
+/// The 80-bit integer of LSN bytes (shorter inputs are left-padded).
+pub fn from_lsn(bytes: &[u8]) -> u128 {
+    bytes
+        .iter()
+        .fold(0u128, |acc, b| (acc << 8) | u128::from(*b))
+}
+
+/// The current time as a `datetime` value.
+pub fn now() -> SqlValue {
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let ticks_total = since_epoch.as_nanos() / 100;
+    let days = (ticks_total / u128::from(TICKS_PER_DAY)) as i32
+        + super::temporal::days_from_civil(1970, 1, 1);
+    let ticks = (ticks_total % u128::from(TICKS_PER_DAY)) as u64;
+    // datetime has 1/300 s resolution.
+    let ticks = (ticks * 3 + 50_000) / 100_000 * 100_000 / 3;
+    SqlValue::DateTime { days, ticks }
+}
+
+/// Writes committed `changes` to the CDC log of each database whose tables are captured.
+pub fn log_commit(catalog: &mut Catalog, changes: Vec<Change>, begin_time: SqlValue) {
+    let mut by_database: Vec<(String, Vec<Change>)> = Vec::new();
+    for change in changes {
+        match by_database
+            .iter_mut()
+            .find(|(db, _)| *db == change.database)
+        {
+            Some((_, list)) => list.push(change),
+            None => by_database.push((change.database.clone(), vec![change])),
+        }
+    }
+    for (database, changes) in by_database {
+        let Some(db) = catalog.databases.get_mut(&database) else {
+            continue;
+        };
+        if !db.cdc.enabled {
+            continue;
+        }
+        let captured: Vec<Change> = changes
+            .into_iter()
+            .filter(|c| {
+                db.cdc
+                    .instances
+                    .iter()
+                    .any(|i| i.source_object_id == c.object_id)
+            })
+            .collect();
+        if captured.is_empty() {
+            continue;
+        }
+        let record = log_record(db, captured, begin_time.clone());
+        db.cdc.log.push_back(record);
+    }
+}
+
+fn log_record(db: &mut Database, changes: Vec<Change>, begin_time: SqlValue) -> LogRecord {
+    let mut entries = Vec::with_capacity(changes.len());
+    for change in changes {
+        let Some(table) = db.tables.values().find(|t| t.object_id == change.object_id) else {
+            continue;
+        };
+        let image = |row: &[SqlValue]| -> Image {
+            table
+                .columns
+                .iter()
+                .map(|c| c.column_id)
+                .zip(row.iter().cloned())
+                .collect()
+        };
+        let kind = match &change.kind {
+            ChangeKind::Insert(row) => LoggedKind::Insert(image(row)),
+            ChangeKind::Delete(row) => LoggedKind::Delete(image(row)),
+            ChangeKind::Update { before, after } => LoggedKind::Update {
+                key_changed: table.primary_key.iter().any(|i| before[*i] != after[*i]),
+                before: image(before),
+                after: image(after),
+            },
+        };
+        let key_changed = matches!(
+            kind,
+            LoggedKind::Update {
+                key_changed: true,
+                ..
+            }
+        );
+        let seqval = db.cdc.allocate_lsn();
+        if key_changed {
+            // The insert half of a key-changing update gets its own log record, hence seqval.
+            let _ = db.cdc.allocate_lsn();
+        }
+        entries.push(LogEntry {
+            object_id: change.object_id,
+            seqval,
+            command_id: change.command_id,
+            kind,
+        });
+    }
+    let commit_lsn = db.cdc.allocate_lsn();
+    let tran_id = commit_lsn.to_vec();
+    LogRecord {
+        commit_lsn,
+        begin_time,
+        end_time: now(),
+        tran_id,
+        entries,
+    }
+}
+
+/// One scan of the capture job over one database: reads up to `max_transactions` committed
+/// transactions into the change tables. Returns how many it read.
+pub fn capture_scan(db: &mut DatabaseCdc, max_transactions: usize) -> usize {
+    let mut read = 0;
+    while read < max_transactions {
+        let Some(record) = db.log.pop_front() else {
+            break;
+        };
+        for entry in &record.entries {
+            for instance in db.instances.iter_mut().filter(|i| {
+                i.source_object_id == entry.object_id && i.start_lsn < record.commit_lsn
+            }) {
+                capture_entry(instance, record.commit_lsn, entry);
+            }
+        }
+        db.mapping.push(LsnMapping {
+            start_lsn: record.commit_lsn,
+            begin_time: record.begin_time,
+            end_time: record.end_time,
+            tran_id: record.tran_id,
+        });
+        db.max_lsn = record.commit_lsn;
+        read += 1;
+    }
+    read
+}
+
+fn capture_entry(instance: &mut CaptureInstance, commit_lsn: Lsn, entry: &LogEntry) {
+    let all_columns = mask(instance.columns.len(), |_| true);
+    let values = |image: &Image| -> Vec<SqlValue> {
+        instance
+            .columns
+            .iter()
+            .map(|c| {
+                image
+                    .iter()
+                    .find(|(id, _)| *id == c.column_id)
+                    .map_or(SqlValue::Null, |(_, v)| v.clone())
+            })
+            .collect()
+    };
+    let row =
+        |operation: i32, seqval: Lsn, update_mask: Vec<u8>, values: Vec<SqlValue>| ChangeRow {
+            start_lsn: commit_lsn,
+            seqval,
+            operation,
+            update_mask,
+            command_id: entry.command_id,
+            values,
+        };
+    let new_rows = match &entry.kind {
+        LoggedKind::Insert(after) => vec![row(2, entry.seqval, all_columns, values(after))],
+        LoggedKind::Delete(before) => vec![row(1, entry.seqval, all_columns, values(before))],
+        LoggedKind::Update {
+            before,
+            after,
+            key_changed: true,
+        } => {
+            let insert_seqval = to_lsn(from_lsn(&entry.seqval) + 1);
+            vec![
+                row(1, entry.seqval, all_columns.clone(), values(before)),
+                row(2, insert_seqval, all_columns, values(after)),
+            ]
+        }
+        LoggedKind::Update {
+            before,
+            after,
+            key_changed: false,
+        } => {
+            let (old, new) = (values(before), values(after));
+            let changed = mask(instance.columns.len(), |i| old[i] != new[i]);
+            vec![
+                row(3, entry.seqval, changed.clone(), old),
+                row(4, entry.seqval, changed, new),
+            ]
+        }
+    };
+    instance.rows.extend(new_rows);
+}
+
+/// `__$update_mask`: bit `i` (from the least significant bit of the last byte) is column `i + 1`.
+fn mask(columns: usize, set: impl Fn(usize) -> bool) -> Vec<u8> {
+    let mut bytes = vec![0u8; columns.div_ceil(8).max(1)];
+    let last = bytes.len() - 1;
+    for i in (0..columns).filter(|i| set(*i)) {
+        bytes[last - i / 8] |= 1 << (i % 8);
+    }
+    bytes
+}
+
+/// The columns of a capture instance's change table.
+pub fn change_table_columns(instance: &CaptureInstance) -> Vec<Column> {
+    let lsn = SqlType::Binary { length: 10 };
+    let meta = |name: &str, sql_type: SqlType, nullable: bool| Column {
+        name: name.to_owned(),
+        sql_type,
+        nullable,
+        identity: false,
+        column_id: 0,
+    };
+    let mut columns = vec![
+        meta("__$start_lsn", lsn, false),
+        meta("__$end_lsn", lsn, true),
+        meta("__$seqval", lsn, false),
+        meta("__$operation", SqlType::Int, false),
+        meta(
+            "__$update_mask",
+            SqlType::VarBinary { length: Some(128) },
+            true,
+        ),
+    ];
+    columns.extend(
+        instance
+            .columns
+            .iter()
+            .map(|c| meta(&c.name, c.sql_type, true)),
+    );
+    columns.push(meta("__$command_id", SqlType::Int, true));
+    columns
+}
+
+/// The rows of a change table as the relation's rows.
+pub fn change_table_rows(instance: &CaptureInstance) -> Vec<Vec<SqlValue>> {
+    instance
+        .rows
+        .iter()
+        .map(|r| {
+            let mut row = vec![
+                SqlValue::Binary(r.start_lsn.to_vec()),
+                SqlValue::Null,
+                SqlValue::Binary(r.seqval.to_vec()),
+                SqlValue::Int(i64::from(r.operation)),
+                SqlValue::Binary(r.update_mask.clone()),
+            ];
+            row.extend(r.values.iter().cloned());
+            row.push(SqlValue::Int(i64::from(r.command_id)));
+            row
+        })
+        .collect()
+}
+
+/// An error with SQL Server's number for a CDC procedure.
+pub fn cdc_error(number: i32, text: String) -> SqlError {
+    SqlError {
+        number,
+        state: 1,
+        class: 16,
+        text,
+    }
+}

@@ -1,0 +1,200 @@
+//! The FROM clause: a user table, a `cdc` relation, or one JOIN of two of them (hash join on an
+//! equality of one column from each side, nested loop otherwise).
+
+use std::collections::BTreeMap;
+
+use sqlparser::ast::{BinaryOperator, Expr, Join, JoinConstraint, JoinOperator, TableFactor};
+
+use super::catalog::{Column, Database, Row, RowKey, Table};
+use super::ddl::schema_and_table;
+use super::error::{self, SqlError};
+use super::expr::{Parameters, Scope, evaluate, truth};
+use super::relations::{Materialised, cdc_relation};
+use crate::tds::types::SqlValue;
+
+/// One resolved FROM item.
+pub enum Source<'a> {
+    /// A user table, read in place.
+    Table(&'a Table),
+    /// A materialised relation.
+    Rows(Materialised),
+}
+
+impl Source<'_> {
+    /// Its columns.
+    pub fn columns(&self) -> &[Column] {
+        match self {
+            Source::Table(table) => &table.columns,
+            Source::Rows(rows) => &rows.columns,
+        }
+    }
+
+    fn materialise(&self, session: u64) -> Materialised {
+        match self {
+            Source::Table(table) => Materialised {
+                columns: table.columns.clone(),
+                rows: table
+                    .visible_rows(session)
+                    .map(|(_, r)| r.clone())
+                    .collect(),
+            },
+            Source::Rows(rows) => rows.clone(),
+        }
+    }
+}
+
+/// Resolves a table factor to its source and the qualifier its columns answer to.
+pub fn resolve<'a>(
+    db: &'a Database,
+    factor: &TableFactor,
+    parameters: &Parameters,
+) -> Result<(Source<'a>, String), SqlError> {
+    let TableFactor::Table {
+        name, alias, args, ..
+    } = factor
+    else {
+        return Err(error::not_implemented("this FROM item"));
+    };
+    let (schema, table) = schema_and_table(name);
+    let qualifier = alias
+        .as_ref()
+        .map_or_else(|| table.clone(), |a| a.name.value.clone());
+    if schema.eq_ignore_ascii_case("cdc") {
+        let relation = cdc_relation(db, &table, args.as_ref(), parameters)?
+            .ok_or_else(|| error::invalid_object(&format!("cdc.{table}")))?;
+        return Ok((Source::Rows(relation), qualifier));
+    }
+    let found = db
+        .table(&schema, &table)
+        .ok_or_else(|| error::invalid_object(&format!("{schema}.{table}")))?;
+    Ok((Source::Table(found), qualifier))
+}
+
+/// `left JOIN right ON …`, materialised with per-column qualifiers.
+pub fn join(
+    left: (Source<'_>, String),
+    join: &Join,
+    db: &Database,
+    session: u64,
+    parameters: &Parameters,
+) -> Result<(Materialised, Vec<String>), SqlError> {
+    let (outer, constraint) = match &join.join_operator {
+        JoinOperator::Left(c) | JoinOperator::LeftOuter(c) => (true, c),
+        JoinOperator::Inner(c) | JoinOperator::Join(c) => (false, c),
+        other => return Err(error::not_implemented(&format!("the join {other:?}"))),
+    };
+    let JoinConstraint::On(on) = constraint else {
+        return Err(error::not_implemented("joins without ON"));
+    };
+    let (right, right_qualifier) = resolve(db, &join.relation, parameters)?;
+    let (left_rows, right_rows) = (left.0.materialise(session), right.materialise(session));
+    let mut columns = left_rows.columns.clone();
+    columns.extend(right_rows.columns.iter().cloned());
+    let mut qualifiers = vec![left.1.clone(); left_rows.columns.len()];
+    qualifiers.extend(std::iter::repeat_n(
+        right_qualifier.clone(),
+        right_rows.columns.len(),
+    ));
+    let width = right_rows.columns.len();
+    let hash_keys = equi_join_columns(
+        on,
+        &left_rows.columns,
+        &left.1,
+        &right_rows.columns,
+        &right_qualifier,
+    );
+    let mut index: BTreeMap<RowKey, Vec<usize>> = BTreeMap::new();
+    if let Some((_, right_column)) = hash_keys {
+        for (i, row) in right_rows.rows.iter().enumerate() {
+            if row[right_column] != SqlValue::Null {
+                index
+                    .entry(RowKey(vec![row[right_column].clone()]))
+                    .or_default()
+                    .push(i);
+            }
+        }
+    }
+    let mut rows = Vec::new();
+    for left_row in &left_rows.rows {
+        let candidates: Vec<usize> = match hash_keys {
+            Some((left_column, _)) => index
+                .get(&RowKey(vec![left_row[left_column].clone()]))
+                .cloned()
+                .unwrap_or_default(),
+            None => (0..right_rows.rows.len()).collect(),
+        };
+        let mut matched = false;
+        for i in candidates {
+            let combined: Row = left_row
+                .iter()
+                .chain(&right_rows.rows[i])
+                .cloned()
+                .collect();
+            let scope = Scope {
+                parameters,
+                row: Some((&columns, &combined)),
+                qualifiers: &qualifiers,
+                database: Some(db),
+            };
+            if hash_keys.is_some() || truth(&evaluate(on, scope)?) == Some(true) {
+                rows.push(combined);
+                matched = true;
+            }
+        }
+        if outer && !matched {
+            rows.push(
+                left_row
+                    .iter()
+                    .cloned()
+                    .chain(std::iter::repeat_n(SqlValue::Null, width))
+                    .collect(),
+            );
+        }
+    }
+    Ok((Materialised { columns, rows }, qualifiers))
+}
+
+/// For `a.x = b.y` with one column on each side, their positions in the left and right columns.
+fn equi_join_columns(
+    on: &Expr,
+    left: &[Column],
+    left_qualifier: &str,
+    right: &[Column],
+    right_qualifier: &str,
+) -> Option<(usize, usize)> {
+    let Expr::BinaryOp {
+        left: a,
+        op: BinaryOperator::Eq,
+        right: b,
+    } = on
+    else {
+        return None;
+    };
+    let position = |expr: &Expr, columns: &[Column], qualifier: &str| -> Option<usize> {
+        let Expr::CompoundIdentifier(parts) = expr else {
+            return None;
+        };
+        let [q, name] = parts.as_slice() else {
+            return None;
+        };
+        if !q.value.eq_ignore_ascii_case(qualifier) {
+            return None;
+        }
+        columns
+            .iter()
+            .position(|c| c.name.eq_ignore_ascii_case(&name.value))
+    };
+    match (
+        position(a, left, left_qualifier),
+        position(b, right, right_qualifier),
+    ) {
+        (Some(l), Some(r)) => Some((l, r)),
+        _ => match (
+            position(b, left, left_qualifier),
+            position(a, right, right_qualifier),
+        ) {
+            (Some(l), Some(r)) => Some((l, r)),
+            _ => None,
+        },
+    }
+}

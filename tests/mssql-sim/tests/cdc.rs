@@ -1,0 +1,407 @@
+//! Change data capture through tiberius: what the capture job writes to change tables, when
+//! it becomes visible, and the functions and views a CDC reader uses.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{SqlClient, connect, error_of, server_error_number, simulator};
+use tiberius::Row;
+
+async fn run(client: &mut SqlClient, sql: &str) {
+    client
+        .simple_query(sql)
+        .await
+        .unwrap()
+        .into_results()
+        .await
+        .unwrap();
+}
+
+async fn rows(client: &mut SqlClient, sql: &str) -> Vec<Row> {
+    client
+        .simple_query(sql)
+        .await
+        .unwrap()
+        .into_first_result()
+        .await
+        .unwrap()
+}
+
+async fn scalar_lsn(client: &mut SqlClient, sql: &str) -> Vec<u8> {
+    rows(client, sql).await[0]
+        .get::<&[u8], _>(0)
+        .unwrap()
+        .to_vec()
+}
+
+/// A database `shop` with CDC on `dbo.orders`.
+async fn captured_orders(client: &mut SqlClient) {
+    run(client, "CREATE DATABASE shop; USE shop").await;
+    run(client, "CREATE TABLE dbo.orders (id int NOT NULL PRIMARY KEY, customer nvarchar(20) NOT NULL, total decimal(12,2) NULL)").await;
+    run(client, "EXEC sys.sp_cdc_enable_db").await;
+    run(client, "EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'orders', @role_name = NULL").await;
+}
+
+/// Waits until the change table has at least `count` rows (the capture job is asynchronous).
+async fn wait_for_changes(client: &mut SqlClient, table: &str, count: i64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let found = rows(client, &format!("SELECT COUNT_BIG(*) FROM cdc.{table}")).await[0]
+            .get::<i64, _>(0)
+            .unwrap();
+        if found >= count {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {found} of {count} changes captured after 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+const READ_CHANGES: &str = "SELECT __$operation, __$command_id, id, customer, total, __$update_mask, __$start_lsn, __$seqval \
+                            FROM cdc.dbo_orders_CT ORDER BY __$start_lsn, __$command_id, __$seqval, __$operation";
+
+#[tokio::test]
+async fn inserts_updates_and_deletes_are_captured_with_images_and_update_masks() {
+    let sim = simulator().await;
+    let mut client = connect(sim.addr()).await;
+    captured_orders(&mut client).await;
+    run(&mut client, "INSERT INTO orders VALUES (1, N'ada', 10.00)").await;
+    run(&mut client, "UPDATE orders SET total = 12.50 WHERE id = 1").await;
+    run(&mut client, "DELETE FROM orders WHERE id = 1").await;
+    wait_for_changes(&mut client, "dbo_orders_CT", 4).await;
+    let changes = rows(&mut client, READ_CHANGES).await;
+    let operations: Vec<i32> = changes
+        .iter()
+        .map(|r| r.get::<i32, _>(0).unwrap())
+        .collect();
+    assert_eq!(operations, [2, 3, 4, 1]);
+    let totals: Vec<String> = changes
+        .iter()
+        .map(|r| r.get::<rust_decimal::Decimal, _>(4).unwrap().to_string())
+        .collect();
+    assert_eq!(
+        totals,
+        ["10.00", "10.00", "12.50", "12.50"],
+        "before and after images"
+    );
+    assert_eq!(
+        changes[1].get::<&[u8], _>(5),
+        Some(&[0b100][..]),
+        "only column 3 (total) changed"
+    );
+    assert_eq!(
+        changes[0].get::<&[u8], _>(5),
+        Some(&[0b111][..]),
+        "an insert sets every bit"
+    );
+    assert_eq!(
+        changes[1].get::<&[u8], _>(7),
+        changes[2].get::<&[u8], _>(7),
+        "before and after share a seqval"
+    );
+}
+
+#[tokio::test]
+async fn one_transaction_has_one_commit_lsn_and_a_command_id_per_statement() {
+    let sim = simulator().await;
+    let mut client = connect(sim.addr()).await;
+    captured_orders(&mut client).await;
+    run(&mut client, "BEGIN TRAN; INSERT INTO orders VALUES (1, N'a', 1), (2, N'b', 2); UPDATE orders SET customer = N'B' WHERE id = 2; COMMIT").await;
+    wait_for_changes(&mut client, "dbo_orders_CT", 4).await;
+    let changes = rows(&mut client, READ_CHANGES).await;
+    let commit_lsns: Vec<Vec<u8>> = changes
+        .iter()
+        .map(|r| r.get::<&[u8], _>(6).unwrap().to_vec())
+        .collect();
+    assert!(
+        commit_lsns
+            .iter()
+            .all(|lsn| *lsn == commit_lsns[0] && lsn.len() == 10)
+    );
+    let command_ids: Vec<i32> = changes
+        .iter()
+        .map(|r| r.get::<i32, _>(1).unwrap())
+        .collect();
+    assert_eq!(command_ids, [1, 1, 2, 2]);
+    let seqvals: Vec<Vec<u8>> = changes
+        .iter()
+        .map(|r| r.get::<&[u8], _>(7).unwrap().to_vec())
+        .collect();
+    assert!(
+        seqvals[0] < seqvals[1] && seqvals[1] < seqvals[2],
+        "seqvals follow statement order"
+    );
+    assert!(
+        seqvals.iter().all(|s| *s < commit_lsns[0]),
+        "row changes are logged before the commit"
+    );
+}
+
+#[tokio::test]
+async fn rolled_back_work_is_never_captured() {
+    let sim = simulator().await;
+    let mut client = connect(sim.addr()).await;
+    captured_orders(&mut client).await;
+    run(
+        &mut client,
+        "BEGIN TRAN; INSERT INTO orders VALUES (1, N'ghost', 1); ROLLBACK",
+    )
+    .await;
+    let failed = client
+        .simple_query("INSERT INTO orders VALUES (2, N'x', 1), (2, N'dup', 1)")
+        .await
+        .map(|_| ());
+    assert_eq!(
+        server_error_number(&error_of(failed, "duplicate")),
+        Some(2627)
+    );
+    run(&mut client, "INSERT INTO orders VALUES (3, N'real', 1)").await;
+    wait_for_changes(&mut client, "dbo_orders_CT", 1).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let ids: Vec<i32> = rows(&mut client, READ_CHANGES)
+        .await
+        .iter()
+        .map(|r| r.get::<i32, _>(2).unwrap())
+        .collect();
+    assert_eq!(ids, [3]);
+}
+
+#[tokio::test]
+async fn a_primary_key_update_is_captured_as_a_delete_then_an_insert() {
+    let sim = simulator().await;
+    let mut client = connect(sim.addr()).await;
+    captured_orders(&mut client).await;
+    run(&mut client, "INSERT INTO orders VALUES (1, N'a', 1)").await;
+    run(&mut client, "UPDATE orders SET id = 7 WHERE id = 1").await;
+    wait_for_changes(&mut client, "dbo_orders_CT", 3).await;
+    let changes = rows(&mut client, READ_CHANGES).await;
+    let seen: Vec<(i32, i32)> = changes
+        .iter()
+        .map(|r| (r.get::<i32, _>(0).unwrap(), r.get::<i32, _>(2).unwrap()))
+        .collect();
+    assert_eq!(seen, [(2, 1), (1, 1), (2, 7)]);
+}
+
+#[tokio::test]
+async fn the_max_lsn_moves_only_when_the_capture_job_has_read_the_commit() {
+    let sim = simulator().await;
+    let mut client = connect(sim.addr()).await;
+    captured_orders(&mut client).await;
+    let before = scalar_lsn(&mut client, "SELECT sys.fn_cdc_get_max_lsn()").await;
+    sim.pause_capture();
+    run(&mut client, "INSERT INTO orders VALUES (1, N'a', 1)").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        scalar_lsn(&mut client, "SELECT sys.fn_cdc_get_max_lsn()").await,
+        before,
+        "nothing captured while the job is paused"
+    );
+    assert_eq!(
+        rows(&mut client, "SELECT COUNT_BIG(*) FROM cdc.dbo_orders_CT").await[0].get::<i64, _>(0),
+        Some(0)
+    );
+    sim.resume_capture();
+    wait_for_changes(&mut client, "dbo_orders_CT", 1).await;
+    let max_lsn = scalar_lsn(&mut client, "SELECT sys.fn_cdc_get_max_lsn()").await;
+    let commit_lsn = scalar_lsn(&mut client, "SELECT __$start_lsn FROM cdc.dbo_orders_CT").await;
+    assert!(max_lsn > before);
+    assert_eq!(max_lsn, commit_lsn);
+}
+
+#[tokio::test]
+async fn change_rows_join_lsn_time_mapping_for_their_commit_time() {
+    let sim = simulator().await;
+    let mut client = connect(sim.addr()).await;
+    captured_orders(&mut client).await;
+    run(&mut client, "INSERT INTO orders VALUES (1, N'a', 1)").await;
+    run(&mut client, "INSERT INTO orders VALUES (2, N'b', 2)").await;
+    wait_for_changes(&mut client, "dbo_orders_CT", 2).await;
+    let first = scalar_lsn(
+        &mut client,
+        "SELECT MIN(__$start_lsn) FROM cdc.dbo_orders_CT",
+    )
+    .await;
+    let joined = client
+        .query(
+            "SELECT ct.id, m.tran_end_time FROM cdc.dbo_orders_CT AS ct LEFT JOIN cdc.lsn_time_mapping m ON ct.__$start_lsn = m.start_lsn \
+             WHERE ct.__$start_lsn > @P1 ORDER BY ct.__$start_lsn",
+            &[&first.as_slice()],
+        )
+        .await
+        .unwrap()
+        .into_first_result()
+        .await
+        .unwrap();
+    assert_eq!(joined.len(), 1);
+    assert_eq!(joined[0].get::<i32, _>(0), Some(2));
+    let committed_at = joined[0]
+        .get::<chrono::NaiveDateTime, _>(1)
+        .expect("every captured commit has a time");
+    let age = chrono::Utc::now().naive_utc() - committed_at;
+    assert!(
+        age.num_seconds().abs() < 60,
+        "commit time {committed_at} is now"
+    );
+    let mapped = rows(
+        &mut client,
+        "SELECT sys.fn_cdc_map_lsn_to_time(sys.fn_cdc_get_max_lsn())",
+    )
+    .await;
+    assert!(mapped[0].get::<chrono::NaiveDateTime, _>(0).is_some());
+}
+
+async fn all_changes(
+    client: &mut SqlClient,
+    from: &[u8],
+    to: &[u8],
+    filter: &str,
+) -> tiberius::Result<Vec<i32>> {
+    let sql = format!(
+        "SELECT __$operation FROM cdc.fn_cdc_get_all_changes_dbo_orders(@P1, @P2, N'{filter}')"
+    );
+    let rows = client
+        .query(sql, &[&from, &to])
+        .await?
+        .into_first_result()
+        .await?;
+    Ok(rows.iter().map(|r| r.get::<i32, _>(0).unwrap()).collect())
+}
+
+#[tokio::test]
+async fn get_all_changes_reads_a_range_and_refuses_one_outside_the_timeline() {
+    let sim = simulator().await;
+    let mut client = connect(sim.addr()).await;
+    captured_orders(&mut client).await;
+    run(&mut client, "INSERT INTO orders VALUES (1, N'a', 1)").await;
+    run(&mut client, "UPDATE orders SET total = 2 WHERE id = 1").await;
+    wait_for_changes(&mut client, "dbo_orders_CT", 3).await;
+    let from = scalar_lsn(&mut client, "SELECT sys.fn_cdc_get_min_lsn(N'dbo_orders')").await;
+    let to = scalar_lsn(&mut client, "SELECT sys.fn_cdc_get_max_lsn()").await;
+    assert_eq!(
+        all_changes(&mut client, &from, &to, "all").await.unwrap(),
+        [2, 4]
+    );
+    assert_eq!(
+        all_changes(&mut client, &from, &to, "all update old")
+            .await
+            .unwrap(),
+        [2, 3, 4]
+    );
+    let beyond_max = all_changes(&mut client, &from, &[0xff; 10], "all").await;
+    assert_eq!(
+        server_error_number(&error_of(beyond_max, "a range beyond the max LSN")),
+        Some(313)
+    );
+    let reversed = all_changes(&mut client, &to, &from, "all").await;
+    assert_eq!(
+        server_error_number(&error_of(reversed, "a reversed range")),
+        Some(313)
+    );
+}
+
+#[tokio::test]
+async fn cleanup_raises_the_minimum_lsn_and_earlier_ranges_fail() {
+    let sim = simulator().await;
+    let mut client = connect(sim.addr()).await;
+    captured_orders(&mut client).await;
+    for id in 1..=3 {
+        run(
+            &mut client,
+            &format!("INSERT INTO orders VALUES ({id}, N'x', 1)"),
+        )
+        .await;
+    }
+    wait_for_changes(&mut client, "dbo_orders_CT", 3).await;
+    let old_min = scalar_lsn(&mut client, "SELECT sys.fn_cdc_get_min_lsn(N'dbo_orders')").await;
+    let last = scalar_lsn(
+        &mut client,
+        "SELECT MAX(__$start_lsn) FROM cdc.dbo_orders_CT",
+    )
+    .await;
+    client.execute("EXEC sys.sp_cdc_cleanup_change_table @capture_instance = N'dbo_orders', @low_water_mark = @P1", &[&last.as_slice()]).await.unwrap();
+    let new_min = scalar_lsn(&mut client, "SELECT sys.fn_cdc_get_min_lsn(N'dbo_orders')").await;
+    assert!(new_min > old_min);
+    assert_eq!(
+        rows(&mut client, "SELECT COUNT_BIG(*) FROM cdc.dbo_orders_CT").await[0].get::<i64, _>(0),
+        Some(1)
+    );
+    let stale = client.query("SELECT * FROM cdc.fn_cdc_get_all_changes_dbo_orders(@P1, sys.fn_cdc_get_max_lsn(), N'all')", &[&old_min.as_slice()]).await.map(|_| ());
+    assert_eq!(
+        server_error_number(&error_of(stale, "a range below the minimum")),
+        Some(313)
+    );
+}
+
+#[tokio::test]
+async fn a_second_capture_instance_sees_new_columns_and_a_third_is_refused() {
+    let sim = simulator().await;
+    let mut client = connect(sim.addr()).await;
+    captured_orders(&mut client).await;
+    run(&mut client, "ALTER TABLE orders ADD note nvarchar(10) NULL").await;
+    run(&mut client, "EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'orders', @role_name = NULL, @capture_instance = N'dbo_orders_v2'").await;
+    run(
+        &mut client,
+        "INSERT INTO orders VALUES (1, N'a', 1, N'hello')",
+    )
+    .await;
+    wait_for_changes(&mut client, "dbo_orders_v2_CT", 1).await;
+    wait_for_changes(&mut client, "dbo_orders_CT", 1).await;
+    let old = rows(&mut client, "SELECT * FROM cdc.dbo_orders_CT").await;
+    assert!(
+        old[0].columns().iter().all(|c| c.name() != "note"),
+        "a column added after the instance is not in it"
+    );
+    let new = rows(&mut client, "SELECT note FROM cdc.dbo_orders_v2_CT").await;
+    assert_eq!(new[0].get::<&str, _>(0), Some("hello"));
+    let third = client.simple_query("EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'orders', @role_name = NULL, @capture_instance = N'v3'").await.map(|_| ());
+    assert_eq!(
+        server_error_number(&error_of(third, "a third instance")),
+        Some(22962)
+    );
+    let instances = rows(
+        &mut client,
+        "SELECT capture_instance FROM cdc.change_tables ORDER BY capture_instance",
+    )
+    .await;
+    assert_eq!(
+        instances
+            .iter()
+            .map(|r| r.get::<&str, _>(0).unwrap())
+            .collect::<Vec<_>>(),
+        ["dbo_orders", "dbo_orders_v2"]
+    );
+    let keys = rows(&mut client, "SELECT column_name FROM cdc.index_columns").await;
+    assert!(keys.iter().all(|r| r.get::<&str, _>(0) == Some("id")));
+    let captured = rows(&mut client, "SELECT COUNT(*) FROM cdc.captured_columns").await;
+    assert_eq!(captured[0].get::<i32, _>(0), Some(3 + 4));
+}
+
+#[tokio::test]
+async fn enabling_a_table_needs_cdc_on_the_database_and_a_role_name() {
+    let sim = simulator().await;
+    let mut client = connect(sim.addr()).await;
+    run(
+        &mut client,
+        "CREATE DATABASE shop; USE shop; CREATE TABLE t (id int NOT NULL PRIMARY KEY)",
+    )
+    .await;
+    let not_enabled = client.simple_query("EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N't', @role_name = NULL").await.map(|_| ());
+    assert_eq!(
+        server_error_number(&error_of(not_enabled, "db not enabled")),
+        Some(22901)
+    );
+    run(&mut client, "EXEC sys.sp_cdc_enable_db").await;
+    let no_role = client
+        .simple_query("EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N't'")
+        .await
+        .map(|_| ());
+    assert_eq!(
+        server_error_number(&error_of(no_role, "missing @role_name")),
+        Some(201)
+    );
+}
