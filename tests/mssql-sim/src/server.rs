@@ -15,7 +15,10 @@ use crate::tds::prelogin;
 use crate::tds::rpc::{self, Procedure, RpcRequest};
 use crate::tds::token::{ServerMessage, TokenWriter, command, done_status};
 use crate::tds::types::SqlValue;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::task::AbortHandle;
 
 /// How the simulator is set up.
 #[derive(Debug, Clone)]
@@ -36,6 +39,16 @@ impl SimulatorConfig {
     }
 }
 
+/// Faults a test can inject. None of these exist in SQL Server; they stand in for network
+/// failures, restarts, overload and a stalled capture job.
+#[derive(Debug, Default)]
+struct Faults {
+    capture_paused: AtomicBool,
+    refuse_until: Mutex<Option<Instant>>,
+    response_delay_ms: AtomicU64,
+    connections: Mutex<Vec<AbortHandle>>,
+}
+
 /// A running simulator; stops accepting connections when dropped.
 #[derive(Debug)]
 pub struct Simulator {
@@ -43,7 +56,7 @@ pub struct Simulator {
     engine: Arc<Engine>,
     accept_task: JoinHandle<()>,
     capture_task: JoinHandle<()>,
-    capture_paused: Arc<AtomicBool>,
+    faults: Arc<Faults>,
 }
 
 impl Simulator {
@@ -52,19 +65,24 @@ impl Simulator {
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
         let engine = Arc::new(Engine::default());
-        let capture_paused = Arc::new(AtomicBool::new(false));
+        let faults = Arc::new(Faults::default());
         let capture_task = tokio::spawn(capture_job(
             engine.clone(),
             config.capture.clone(),
-            capture_paused.clone(),
+            faults.clone(),
         ));
-        let accept_task = tokio::spawn(accept(listener, engine.clone(), Arc::new(config)));
+        let accept_task = tokio::spawn(accept(
+            listener,
+            engine.clone(),
+            Arc::new(config),
+            faults.clone(),
+        ));
         Ok(Simulator {
             addr,
             engine,
             accept_task,
             capture_task,
-            capture_paused,
+            faults,
         })
     }
 
@@ -81,20 +99,41 @@ impl Simulator {
     /// Fault injection (not SQL Server): stops the capture job; committed changes wait in the
     /// log and `sys.fn_cdc_get_max_lsn()` stays put until [`Simulator::resume_capture`].
     pub fn pause_capture(&self) {
-        self.capture_paused.store(true, Ordering::SeqCst);
+        self.faults.capture_paused.store(true, Ordering::SeqCst);
     }
 
     /// Fault injection (not SQL Server): lets the capture job run again.
     pub fn resume_capture(&self) {
-        self.capture_paused.store(false, Ordering::SeqCst);
+        self.faults.capture_paused.store(false, Ordering::SeqCst);
+    }
+
+    /// Fault injection (not SQL Server): cuts every open connection at once, as a network
+    /// failure or a server restart would; their open transactions roll back.
+    pub fn drop_connections(&self) {
+        for connection in lock(&self.faults.connections).drain(..) {
+            connection.abort();
+        }
+    }
+
+    /// Fault injection (not SQL Server): closes every new connection at once for `duration`.
+    pub fn refuse_connections_for(&self, duration: Duration) {
+        *lock(&self.faults.refuse_until) = Some(Instant::now() + duration);
+    }
+
+    /// Fault injection (not SQL Server): waits `delay` before every response (zero to stop).
+    pub fn delay_responses(&self, delay: Duration) {
+        self.faults.response_delay_ms.store(
+            u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            Ordering::SeqCst,
+        );
     }
 }
 
 /// The capture job: reads committed transactions into change tables, like SQL Server's
 /// `cdc.<db>_capture` job: a full scan is followed at once by the next; an idle one waits.
-async fn capture_job(engine: Arc<Engine>, config: CaptureConfig, paused: Arc<AtomicBool>) {
+async fn capture_job(engine: Arc<Engine>, config: CaptureConfig, faults: Arc<Faults>) {
     loop {
-        let read = if paused.load(Ordering::SeqCst) {
+        let read = if faults.capture_paused.load(Ordering::SeqCst) {
             0
         } else {
             engine.capture_scan(config.max_transactions_per_scan)
@@ -111,29 +150,52 @@ impl Drop for Simulator {
     fn drop(&mut self) {
         self.accept_task.abort();
         self.capture_task.abort();
+        self.drop_connections();
     }
 }
 
-async fn accept(listener: TcpListener, engine: Arc<Engine>, config: Arc<SimulatorConfig>) {
+async fn accept(
+    listener: TcpListener,
+    engine: Arc<Engine>,
+    config: Arc<SimulatorConfig>,
+    faults: Arc<Faults>,
+) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
-                let (engine, config) = (engine.clone(), config.clone());
-                tokio::spawn(async move {
-                    if let Err(e) = serve(stream, engine, &config).await {
+                let refusing =
+                    lock(&faults.refuse_until).is_some_and(|until| Instant::now() < until);
+                if refusing {
+                    drop(stream);
+                    continue;
+                }
+                let (engine, config, connection_faults) =
+                    (engine.clone(), config.clone(), faults.clone());
+                let task = tokio::spawn(async move {
+                    if let Err(e) = serve(stream, engine, &config, &connection_faults).await {
                         tracing::debug!(%peer, error = %e, "connection ended with an error");
                     }
                 });
+                let mut connections = lock(&faults.connections);
+                connections.retain(|c| !c.is_finished());
+                connections.push(task.abort_handle());
             }
             Err(e) => tracing::warn!(error = %e, "accept failed"),
         }
     }
 }
 
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 async fn serve(
     mut stream: TcpStream,
     engine: Arc<Engine>,
     config: &SimulatorConfig,
+    faults: &Faults,
 ) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
     let Some(message) = packet::read_message(&mut stream).await? else {
@@ -205,6 +267,10 @@ async fn serve(
             }
             _ => return Ok(()),
         };
+        let delay = faults.response_delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
         packet::write_message(
             &mut stream,
             PacketType::TabularResult,

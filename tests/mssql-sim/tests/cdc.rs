@@ -405,3 +405,63 @@ async fn enabling_a_table_needs_cdc_on_the_database_and_a_role_name() {
         Some(201)
     );
 }
+
+#[tokio::test]
+async fn schema_metadata_describes_tables_columns_and_keys() {
+    let sim = simulator().await;
+    let mut client = connect(sim.addr()).await;
+    captured_orders(&mut client).await;
+    run(&mut client, "CREATE TABLE sales.lines (order_id int NOT NULL, line smallint NOT NULL, sku nvarchar(max) NULL, at datetime2(3) NULL, CONSTRAINT pk_lines PRIMARY KEY (order_id, line))").await;
+    let columns = rows(
+        &mut client,
+        "SELECT COLUMN_NAME, DATA_TYPE, IS_NULLABLE, CHARACTER_MAXIMUM_LENGTH, DATETIME_PRECISION FROM INFORMATION_SCHEMA.COLUMNS \
+         WHERE TABLE_SCHEMA = N'sales' AND TABLE_NAME = N'lines' ORDER BY ORDINAL_POSITION",
+    )
+    .await;
+    let described: Vec<(String, String, String)> = columns
+        .iter()
+        .map(|r| {
+            (
+                r.get::<&str, _>(0).unwrap().to_owned(),
+                r.get::<&str, _>(1).unwrap().to_owned(),
+                r.get::<&str, _>(2).unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        described,
+        [
+            ("order_id".into(), "int".into(), "NO".into()),
+            ("line".into(), "smallint".into(), "NO".into()),
+            ("sku".into(), "nvarchar".into(), "YES".into()),
+            ("at".into(), "datetime2".into(), "YES".into())
+        ]
+    );
+    assert_eq!(columns[2].get::<i32, _>(3), Some(-1), "(max) has length -1");
+    assert_eq!(columns[3].get::<i16, _>(4), Some(3));
+    let keys = rows(&mut client, "SELECT COLUMN_NAME FROM INFORMATION_SCHEMA.KEY_COLUMN_USAGE WHERE CONSTRAINT_NAME = N'pk_lines' ORDER BY ORDINAL_POSITION").await;
+    assert_eq!(
+        keys.iter()
+            .map(|r| r.get::<&str, _>(0).unwrap())
+            .collect::<Vec<_>>(),
+        ["order_id", "line"]
+    );
+    let tracked = rows(
+        &mut client,
+        "SELECT t.name FROM sys.tables t WHERE t.is_tracked_by_cdc = 1",
+    )
+    .await;
+    assert_eq!(
+        tracked
+            .iter()
+            .map(|r| r.get::<&str, _>(0).unwrap())
+            .collect::<Vec<_>>(),
+        ["orders"]
+    );
+    let cdc_db = rows(
+        &mut client,
+        "SELECT is_cdc_enabled FROM sys.databases WHERE name = N'shop'",
+    )
+    .await;
+    assert_eq!(cdc_db[0].get::<bool, _>(0), Some(true));
+}

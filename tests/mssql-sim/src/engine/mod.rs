@@ -14,6 +14,7 @@ pub mod dml;
 pub mod error;
 pub mod expr;
 pub mod functions;
+pub mod metadata;
 pub mod procedures;
 pub mod query;
 pub mod relations;
@@ -340,7 +341,8 @@ impl Session {
                 query::run(query, select, relation, parameters)?
             }
             [from] if from.joins.is_empty() => {
-                let (source, qualifier) = sources::resolve(db, &from.relation, parameters)?;
+                let (source, qualifier) =
+                    sources::resolve(&catalog, db, &from.relation, parameters)?;
                 let qualifiers = vec![qualifier; source.columns().len()];
                 let rows: Box<dyn Iterator<Item = &catalog::Row>> = match &source {
                     sources::Source::Table(table) => {
@@ -357,9 +359,9 @@ impl Session {
                 query::run(query, select, relation, parameters)?
             }
             [from] if from.joins.len() == 1 => {
-                let left = sources::resolve(db, &from.relation, parameters)?;
+                let left = sources::resolve(&catalog, db, &from.relation, parameters)?;
                 let (joined, qualifiers) =
-                    sources::join(left, &from.joins[0], db, self.id, parameters)?;
+                    sources::join(left, &from.joins[0], &catalog, db, self.id, parameters)?;
                 let relation = query::Relation {
                     columns: &joined.columns,
                     qualifiers: &qualifiers,

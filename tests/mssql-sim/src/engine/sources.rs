@@ -45,6 +45,7 @@ impl Source<'_> {
 
 /// Resolves a table factor to its source and the qualifier its columns answer to.
 pub fn resolve<'a>(
+    catalog: &'a super::catalog::Catalog,
     db: &'a Database,
     factor: &TableFactor,
     parameters: &Parameters,
@@ -64,6 +65,16 @@ pub fn resolve<'a>(
             .ok_or_else(|| error::invalid_object(&format!("cdc.{table}")))?;
         return Ok((Source::Rows(relation), qualifier));
     }
+    if schema.eq_ignore_ascii_case("sys")
+        && let Some(view) = super::metadata::sys_view(catalog, db, &table)
+    {
+        return Ok((Source::Rows(view), qualifier));
+    }
+    if schema.eq_ignore_ascii_case("information_schema") {
+        let view = super::metadata::information_schema(db, &table)
+            .ok_or_else(|| error::invalid_object(&format!("INFORMATION_SCHEMA.{table}")))?;
+        return Ok((Source::Rows(view), qualifier));
+    }
     let found = db
         .table(&schema, &table)
         .ok_or_else(|| error::invalid_object(&format!("{schema}.{table}")))?;
@@ -74,6 +85,7 @@ pub fn resolve<'a>(
 pub fn join(
     left: (Source<'_>, String),
     join: &Join,
+    catalog: &super::catalog::Catalog,
     db: &Database,
     session: u64,
     parameters: &Parameters,
@@ -86,7 +98,7 @@ pub fn join(
     let JoinConstraint::On(on) = constraint else {
         return Err(error::not_implemented("joins without ON"));
     };
-    let (right, right_qualifier) = resolve(db, &join.relation, parameters)?;
+    let (right, right_qualifier) = resolve(catalog, db, &join.relation, parameters)?;
     let (left_rows, right_rows) = (left.0.materialise(session), right.materialise(session));
     let mut columns = left_rows.columns.clone();
     columns.extend(right_rows.columns.iter().cloned());
