@@ -48,21 +48,34 @@ pub struct CapturedColumn {
     pub ordinal: i32,
 }
 
-/// One row of a change table.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ChangeRow {
-    /// `__$start_lsn`: the commit LSN.
-    pub start_lsn: Lsn,
+/// Positions of the fixed columns of a change table row.
+pub mod position {
+    /// `__$start_lsn`.
+    pub const START_LSN: usize = 0;
     /// `__$seqval`.
-    pub seqval: Lsn,
-    /// `__$operation`: 1 delete, 2 insert, 3 update before, 4 update after.
-    pub operation: i32,
+    pub const SEQVAL: usize = 2;
+    /// `__$operation`.
+    pub const OPERATION: usize = 3;
     /// `__$update_mask`.
-    pub update_mask: Vec<u8>,
-    /// `__$command_id`.
-    pub command_id: i32,
-    /// Captured column values, in capture order.
-    pub values: Vec<SqlValue>,
+    pub const UPDATE_MASK: usize = 4;
+    /// The first captured column.
+    pub const FIRST_CAPTURED: usize = 5;
+}
+
+/// The commit LSN of a change table row.
+pub fn start_lsn(row: &[SqlValue]) -> &[u8] {
+    match row.get(position::START_LSN) {
+        Some(SqlValue::Binary(bytes)) => bytes,
+        _ => &[],
+    }
+}
+
+/// The `__$operation` of a change table row.
+pub fn operation(row: &[SqlValue]) -> i64 {
+    match row.get(position::OPERATION) {
+        Some(SqlValue::Int(op)) => *op,
+        _ => 0,
+    }
 }
 
 /// A capture instance and its change table.
@@ -88,8 +101,9 @@ pub struct CaptureInstance {
     pub index_name: String,
     /// Creation time.
     pub create_date: SqlValue,
-    /// The change table's rows, in (start_lsn, seqval, operation) order.
-    pub rows: Vec<ChangeRow>,
+    /// The change table's rows in its column layout (see [`change_table_columns`]), in
+    /// (start_lsn, seqval, operation) order, so queries read them in place.
+    pub rows: Vec<Vec<SqlValue>>,
 }
 
 /// One committed transaction, not yet read by the capture job.
@@ -334,15 +348,23 @@ fn capture_entry(instance: &mut CaptureInstance, commit_lsn: Lsn, entry: &LogEnt
             })
             .collect()
     };
-    let row =
-        |operation: i32, seqval: Lsn, update_mask: Vec<u8>, values: Vec<SqlValue>| ChangeRow {
-            start_lsn: commit_lsn,
-            seqval,
-            operation,
-            update_mask,
-            command_id: entry.command_id,
-            values,
-        };
+    let row = |operation: i32,
+               seqval: Lsn,
+               update_mask: Vec<u8>,
+               values: Vec<SqlValue>|
+     -> Vec<SqlValue> {
+        let mut row = Vec::with_capacity(values.len() + 6);
+        row.extend([
+            SqlValue::Binary(commit_lsn.to_vec()),
+            SqlValue::Null,
+            SqlValue::Binary(seqval.to_vec()),
+            SqlValue::Int(i64::from(operation)),
+            SqlValue::Binary(update_mask),
+        ]);
+        row.extend(values);
+        row.push(SqlValue::Int(i64::from(entry.command_id)));
+        row
+    };
     let new_rows = match &entry.kind {
         LoggedKind::Insert(after) => vec![row(2, entry.seqval, all_columns, values(after))],
         LoggedKind::Delete(before) => vec![row(1, entry.seqval, all_columns, values(before))],
@@ -412,26 +434,6 @@ pub fn change_table_columns(instance: &CaptureInstance) -> Vec<Column> {
     );
     columns.push(meta("__$command_id", SqlType::Int, true));
     columns
-}
-
-/// The rows of a change table as the relation's rows.
-pub fn change_table_rows(instance: &CaptureInstance) -> Vec<Vec<SqlValue>> {
-    instance
-        .rows
-        .iter()
-        .map(|r| {
-            let mut row = vec![
-                SqlValue::Binary(r.start_lsn.to_vec()),
-                SqlValue::Null,
-                SqlValue::Binary(r.seqval.to_vec()),
-                SqlValue::Int(i64::from(r.operation)),
-                SqlValue::Binary(r.update_mask.clone()),
-            ];
-            row.extend(r.values.iter().cloned());
-            row.push(SqlValue::Int(i64::from(r.command_id)));
-            row
-        })
-        .collect()
 }
 
 /// An error with SQL Server's number for a CDC procedure.

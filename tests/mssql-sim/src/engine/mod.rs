@@ -78,15 +78,31 @@ impl Engine {
     }
 
     /// One pass of the capture job over every CDC-enabled database; returns the number of
-    /// transactions read into change tables.
+    /// transactions read into change tables. The engine lock is taken per transaction, so
+    /// writers are never held up behind a long scan (SQL Server's capture job does not block
+    /// them either).
     pub fn capture_scan(&self, max_transactions_per_database: usize) -> usize {
-        let mut catalog = self.catalog();
-        catalog
+        let databases: Vec<String> = self
+            .catalog()
             .databases
-            .values_mut()
-            .filter(|db| db.cdc.enabled)
-            .map(|db| cdc::capture_scan(&mut db.cdc, max_transactions_per_database))
-            .sum()
+            .iter()
+            .filter(|(_, db)| db.cdc.enabled)
+            .map(|(name, _)| name.clone())
+            .collect();
+        let mut read = 0;
+        for name in databases {
+            for _ in 0..max_transactions_per_database {
+                let mut catalog = self.catalog();
+                let Some(db) = catalog.databases.get_mut(&name) else {
+                    break;
+                };
+                if cdc::capture_scan(&mut db.cdc, 1) == 0 {
+                    break;
+                }
+                read += 1;
+            }
+        }
+        read
     }
 
     fn catalog(&self) -> MutexGuard<'_, Catalog> {
@@ -349,6 +365,7 @@ impl Session {
                         Box::new(table.visible_rows(self.id).map(|(_, row)| row))
                     }
                     sources::Source::Rows(materialised) => Box::new(materialised.rows.iter()),
+                    sources::Source::Borrowed { rows, .. } => Box::new(rows.iter()),
                 };
                 let relation = query::Relation {
                     columns: source.columns(),

@@ -253,7 +253,9 @@ fn cleanup(catalog: &mut Catalog, database: &str, named: &Named) -> Result<(), S
             ),
         ));
     }
-    instance.rows.retain(|r| r.start_lsn >= low_water_mark);
+    instance
+        .rows
+        .retain(|r| super::cdc::start_lsn(r) >= low_water_mark.as_slice());
     // The instance's minimum LSN becomes the low water mark: readers below it have lost changes.
     instance.start_lsn = instance.start_lsn.max(low_water_mark);
     Ok(())

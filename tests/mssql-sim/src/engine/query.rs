@@ -3,6 +3,7 @@
 
 use std::cmp::Ordering;
 
+use sqlparser::ast::BinaryOperator;
 use sqlparser::ast::{
     Expr, LimitClause, OrderByKind, Query, Select, SelectItem, TableFactor, TopQuantity,
 };
@@ -37,15 +38,17 @@ pub fn run(
     let columns = relation.columns;
     let (qualifiers, database) = (relation.qualifiers, relation.database);
     let items = projection(&select.projection, columns)?;
+    let predicate = select
+        .selection
+        .as_ref()
+        .map(|p| Predicate::compile(p, columns, qualifiers, parameters, database))
+        .transpose()?;
     let mut kept: Vec<&Row> = Vec::new();
     for row in relation.rows {
-        let keep = match &select.selection {
+        let keep = match &predicate {
             None => true,
             Some(predicate) => {
-                truth(&evaluate(
-                    predicate,
-                    scope(parameters, columns, row, qualifiers, database),
-                )?) == Some(true)
+                predicate.holds(row, scope(parameters, columns, row, qualifiers, database))?
             }
         };
         if keep {
@@ -61,24 +64,34 @@ pub fn run(
     if let Some(order_by) = &query.order_by
         && let OrderByKind::Expressions(keys) = &order_by.kind
     {
+        let compiled: Vec<Operand<'_>> = keys
+            .iter()
+            .map(|k| Operand::compile(&k.expr, columns, qualifiers))
+            .collect();
+        let descending: Vec<bool> = keys
+            .iter()
+            .map(|k| matches!(k.options.sort, Some(sqlparser::ast::OrderBySort::Desc)))
+            .collect();
         let mut keyed: Vec<(Vec<SqlValue>, &Row)> = Vec::with_capacity(kept.len());
         for row in kept {
             let scope = scope(parameters, columns, row, qualifiers, database);
-            let values = keys
+            let values = compiled
                 .iter()
-                .map(|k| evaluate(&k.expr, scope).map(|t| t.value))
+                .map(|k| k.value(row, scope))
                 .collect::<Result<_, _>>()?;
             keyed.push((values, row));
         }
+        // Stable and adaptive: rows already in key order (a change table read in LSN order)
+        // sort in one pass.
         keyed.sort_by(|(a, _), (b, _)| {
-            keys.iter()
+            descending
+                .iter()
                 .zip(a.iter().zip(b))
-                .map(|(key, (x, y))| {
-                    let ordering = sort_order(x, y);
-                    if matches!(key.options.sort, Some(sqlparser::ast::OrderBySort::Desc)) {
-                        ordering.reverse()
+                .map(|(desc, (x, y))| {
+                    if *desc {
+                        sort_order(x, y).reverse()
                     } else {
-                        ordering
+                        sort_order(x, y)
                     }
                 })
                 .find(|o| o.is_ne())
@@ -88,13 +101,17 @@ pub fn run(
     }
     let (skip, take) = paging(query, select, parameters)?;
     let page = kept.into_iter().skip(skip).take(take.unwrap_or(usize::MAX));
+    let outputs: Vec<Operand<'_>> = items
+        .iter()
+        .map(|(expr, _)| Operand::compile(expr, columns, qualifiers))
+        .collect();
     let mut rows = Vec::new();
     for row in page {
         let scope = scope(parameters, columns, row, qualifiers, database);
         rows.push(
-            items
+            outputs
                 .iter()
-                .map(|(expr, _)| evaluate(expr, scope).map(|t| t.value))
+                .map(|o| o.value(row, scope))
                 .collect::<Result<Vec<_>, _>>()?,
         );
     }
@@ -114,6 +131,115 @@ pub fn run(
         })
         .collect::<Result<Vec<_>, SqlError>>()?;
     Ok((result_columns, rows))
+}
+
+/// An expression resolved once per query: a plain column reference becomes its position, so
+/// reading it per row is an index, not a name lookup.
+enum Operand<'e> {
+    Column(usize),
+    Expr(&'e Expr),
+}
+
+impl<'e> Operand<'e> {
+    fn compile(expr: &'e Expr, columns: &[Column], qualifiers: &[String]) -> Operand<'e> {
+        column_position(expr, columns, qualifiers).map_or(Operand::Expr(expr), Operand::Column)
+    }
+
+    fn value(&self, row: &[SqlValue], scope: Scope<'_>) -> Result<SqlValue, SqlError> {
+        match self {
+            Operand::Column(index) => Ok(row[*index].clone()),
+            Operand::Expr(expr) => evaluate(expr, scope).map(|t| t.value),
+        }
+    }
+}
+
+/// The position of the column a plain (optionally qualified) reference names, if unambiguous.
+fn column_position(expr: &Expr, columns: &[Column], qualifiers: &[String]) -> Option<usize> {
+    let (qualifier, name) = match expr {
+        Expr::Identifier(ident) if !ident.value.starts_with('@') => (None, &ident.value),
+        Expr::CompoundIdentifier(parts) if parts.len() == 2 => {
+            (Some(&parts[0].value), &parts[1].value)
+        }
+        _ => return None,
+    };
+    let qualified = |i: usize| {
+        qualifier.is_none_or(|q| {
+            qualifiers
+                .get(i)
+                .is_none_or(|own| own.eq_ignore_ascii_case(q))
+        })
+    };
+    let mut matches =
+        (0..columns.len()).filter(|i| columns[*i].name.eq_ignore_ascii_case(name) && qualified(*i));
+    let first = matches.next()?;
+    matches.next().is_none().then_some(first)
+}
+
+/// A WHERE clause; `column <op> constant` is compiled to a direct comparison.
+enum Predicate<'e> {
+    Compare {
+        column: usize,
+        op: BinaryOperator,
+        constant: SqlValue,
+    },
+    General(&'e Expr),
+}
+
+impl<'e> Predicate<'e> {
+    fn compile(
+        expr: &'e Expr,
+        columns: &[Column],
+        qualifiers: &[String],
+        parameters: &Parameters,
+        database: Option<&super::catalog::Database>,
+    ) -> Result<Predicate<'e>, SqlError> {
+        if let Expr::BinaryOp { left, op, right } = expr
+            && matches!(
+                op,
+                BinaryOperator::Eq
+                    | BinaryOperator::NotEq
+                    | BinaryOperator::Lt
+                    | BinaryOperator::LtEq
+                    | BinaryOperator::Gt
+                    | BinaryOperator::GtEq
+            )
+            && let Some(column) = column_position(left, columns, qualifiers)
+            && let Ok(constant) = evaluate(
+                right,
+                Scope {
+                    parameters,
+                    row: None,
+                    qualifiers: &[],
+                    database,
+                },
+            )
+        {
+            return Ok(Predicate::Compare {
+                column,
+                op: op.clone(),
+                constant: constant.value,
+            });
+        }
+        Ok(Predicate::General(expr))
+    }
+
+    fn holds(&self, row: &[SqlValue], scope: Scope<'_>) -> Result<bool, SqlError> {
+        match self {
+            Predicate::Compare {
+                column,
+                op,
+                constant,
+            } => Ok(compare(&row[*column], constant).is_some_and(|o| match op {
+                BinaryOperator::Eq => o.is_eq(),
+                BinaryOperator::NotEq => o.is_ne(),
+                BinaryOperator::Lt => o.is_lt(),
+                BinaryOperator::LtEq => o.is_le(),
+                BinaryOperator::Gt => o.is_gt(),
+                _ => o.is_ge(),
+            })),
+            Predicate::General(expr) => Ok(truth(&evaluate(expr, scope)?) == Some(true)),
+        }
+    }
 }
 
 /// The SELECT list as (expression, output name), with `*` expanded.

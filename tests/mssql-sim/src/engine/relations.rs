@@ -11,6 +11,19 @@ use super::error::{self, SqlError};
 use super::expr::{Parameters, Scope, evaluate};
 use crate::tds::types::{SqlType, SqlValue};
 
+/// A `cdc` relation: materialised, or a change table read in place.
+pub enum CdcRelation<'a> {
+    /// Built for this query.
+    Rows(Materialised),
+    /// A change table's own rows.
+    ChangeTable {
+        /// Its columns.
+        columns: Vec<Column>,
+        /// Its rows, borrowed.
+        rows: &'a [Row],
+    },
+}
+
 /// A relation materialised for a query.
 #[derive(Debug, Clone, Default)]
 pub struct Materialised {
@@ -34,15 +47,15 @@ const SYSNAME: SqlType = SqlType::NVarChar { length: Some(128) };
 const LSN: SqlType = SqlType::Binary { length: 10 };
 
 /// The `cdc` schema object `name` (with `args` for table-valued functions), if it is one.
-pub fn cdc_relation(
-    db: &Database,
+pub fn cdc_relation<'a>(
+    db: &'a Database,
     name: &str,
     args: Option<&TableFunctionArgs>,
     parameters: &Parameters,
-) -> Result<Option<Materialised>, SqlError> {
+) -> Result<Option<CdcRelation<'a>>, SqlError> {
     let lower = name.to_lowercase();
     let instances = &db.cdc.instances;
-    Ok(Some(match lower.as_str() {
+    Ok(Some(CdcRelation::Rows(match lower.as_str() {
         "lsn_time_mapping" => Materialised {
             columns: vec![
                 column("start_lsn", LSN),
@@ -135,13 +148,14 @@ pub fn cdc_relation(
                 })
                 .collect(),
         },
-        _ if lower.ends_with("_ct") => match db.cdc.instance(&name[..name.len() - 3]) {
-            Some(instance) => Materialised {
-                columns: cdc::change_table_columns(instance),
-                rows: cdc::change_table_rows(instance),
-            },
-            None => return Ok(None),
-        },
+        _ if lower.ends_with("_ct") => {
+            return Ok(db.cdc.instance(&name[..name.len() - 3]).map(|instance| {
+                CdcRelation::ChangeTable {
+                    columns: cdc::change_table_columns(instance),
+                    rows: &instance.rows,
+                }
+            }));
+        }
         _ if lower.starts_with("fn_cdc_get_all_changes_") => {
             let instance_name = &name["fn_cdc_get_all_changes_".len()..];
             let instance = db
@@ -151,7 +165,7 @@ pub fn cdc_relation(
             all_changes(db, instance, &format!("cdc.{name}"), args, parameters)?
         }
         _ => return Ok(None),
-    }))
+    })))
 }
 
 fn change_tables_row(instance: &CaptureInstance) -> Row {
@@ -256,19 +270,24 @@ fn all_changes(
         .rows
         .iter()
         .filter(|r| {
-            r.start_lsn.as_slice() >= from.as_slice()
-                && r.start_lsn.as_slice() <= to.as_slice()
-                && (include_old || r.operation != 3)
+            let lsn = cdc::start_lsn(r);
+            lsn >= from.as_slice()
+                && lsn <= to.as_slice()
+                && (include_old || cdc::operation(r) != 3)
         })
         .map(|r| {
-            let mut row = vec![
-                SqlValue::Binary(r.start_lsn.to_vec()),
-                SqlValue::Binary(r.seqval.to_vec()),
-                SqlValue::Int(i64::from(r.operation)),
-                SqlValue::Binary(r.update_mask.clone()),
+            let captured = &r[cdc::position::FIRST_CAPTURED..r.len() - 1];
+            let fixed = [
+                cdc::position::START_LSN,
+                cdc::position::SEQVAL,
+                cdc::position::OPERATION,
+                cdc::position::UPDATE_MASK,
             ];
-            row.extend(r.values.iter().cloned());
-            row
+            fixed
+                .iter()
+                .map(|i| r[*i].clone())
+                .chain(captured.iter().cloned())
+                .collect()
         })
         .collect();
     Ok(Materialised { columns, rows })

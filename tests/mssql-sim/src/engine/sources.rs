@@ -9,7 +9,7 @@ use super::catalog::{Column, Database, Row, RowKey, Table};
 use super::ddl::schema_and_table;
 use super::error::{self, SqlError};
 use super::expr::{Parameters, Scope, evaluate, truth};
-use super::relations::{Materialised, cdc_relation};
+use super::relations::{CdcRelation, Materialised, cdc_relation};
 use crate::tds::types::SqlValue;
 
 /// One resolved FROM item.
@@ -18,6 +18,13 @@ pub enum Source<'a> {
     Table(&'a Table),
     /// A materialised relation.
     Rows(Materialised),
+    /// Rows read in place (a change table).
+    Borrowed {
+        /// Its columns.
+        columns: Vec<Column>,
+        /// Its rows.
+        rows: &'a [Row],
+    },
 }
 
 impl Source<'_> {
@@ -26,6 +33,7 @@ impl Source<'_> {
         match self {
             Source::Table(table) => &table.columns,
             Source::Rows(rows) => &rows.columns,
+            Source::Borrowed { columns, .. } => columns,
         }
     }
 
@@ -39,6 +47,10 @@ impl Source<'_> {
                     .collect(),
             },
             Source::Rows(rows) => rows.clone(),
+            Source::Borrowed { columns, rows } => Materialised {
+                columns: columns.clone(),
+                rows: rows.to_vec(),
+            },
         }
     }
 }
@@ -63,7 +75,11 @@ pub fn resolve<'a>(
     if schema.eq_ignore_ascii_case("cdc") {
         let relation = cdc_relation(db, &table, args.as_ref(), parameters)?
             .ok_or_else(|| error::invalid_object(&format!("cdc.{table}")))?;
-        return Ok((Source::Rows(relation), qualifier));
+        let source = match relation {
+            CdcRelation::Rows(rows) => Source::Rows(rows),
+            CdcRelation::ChangeTable { columns, rows } => Source::Borrowed { columns, rows },
+        };
+        return Ok((source, qualifier));
     }
     if schema.eq_ignore_ascii_case("sys")
         && let Some(view) = super::metadata::sys_view(catalog, db, &table)
