@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: help deps build lint fmt test demo stack-up stack-down stack-status stack-clean
+.PHONY: help deps build lint fmt test demo bench stack-up stack-down stack-status stack-clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -23,6 +23,9 @@ fmt: ## format the code
 
 test: deps stack-up ## run every test against the local stack (starts it when needed)
 	$(CARGO) test --workspace --locked
+
+bench: deps ## run the benchmarks; results as JSON under target/bench
+	$(CARGO) run --release -p mssql-sim --example bench -- --rows 200000 --out target/bench/mssql-sim.json
 
 demo: build stack-up ## start the local stack and the four services
 	@scripts/dev/demo.sh
