@@ -6,7 +6,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{SqlClient, connect, error_of, server_error_number, simulator};
+use support::{
+    SqlClient, Target, connect, error_of, server_error_number, simulator, unique_database,
+};
 use tiberius::Row;
 
 async fn run(client: &mut SqlClient, sql: &str) {
@@ -36,17 +38,20 @@ async fn scalar_lsn(client: &mut SqlClient, sql: &str) -> Vec<u8> {
         .to_vec()
 }
 
-/// A database `shop` with CDC on `dbo.orders`.
-async fn captured_orders(client: &mut SqlClient) {
-    run(client, "CREATE DATABASE shop; USE shop").await;
+/// A database of the test's own with CDC on `dbo.orders`; returns its name.
+async fn captured_orders(client: &mut SqlClient) -> String {
+    let database = unique_database();
+    run(client, &format!("CREATE DATABASE {database}")).await;
+    run(client, &format!("USE {database}")).await;
     run(client, "CREATE TABLE dbo.orders (id int NOT NULL PRIMARY KEY, customer nvarchar(20) NOT NULL, total decimal(12,2) NULL)").await;
     run(client, "EXEC sys.sp_cdc_enable_db").await;
     run(client, "EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'orders', @role_name = NULL").await;
+    database
 }
 
 /// Waits until the change table has at least `count` rows (the capture job is asynchronous).
 async fn wait_for_changes(client: &mut SqlClient, table: &str, count: i64) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let found = rows(client, &format!("SELECT COUNT_BIG(*) FROM cdc.{table}")).await[0]
             .get::<i64, _>(0)
@@ -67,8 +72,8 @@ const READ_CHANGES: &str = "SELECT __$operation, __$command_id, id, customer, to
 
 #[tokio::test]
 async fn inserts_updates_and_deletes_are_captured_with_images_and_update_masks() {
-    let sim = simulator().await;
-    let mut client = connect(sim.addr()).await;
+    let target = Target::new().await;
+    let mut client = target.connect().await;
     captured_orders(&mut client).await;
     run(&mut client, "INSERT INTO orders VALUES (1, N'ada', 10.00)").await;
     run(&mut client, "UPDATE orders SET total = 12.50 WHERE id = 1").await;
@@ -108,8 +113,8 @@ async fn inserts_updates_and_deletes_are_captured_with_images_and_update_masks()
 
 #[tokio::test]
 async fn one_transaction_has_one_commit_lsn_and_a_command_id_per_statement() {
-    let sim = simulator().await;
-    let mut client = connect(sim.addr()).await;
+    let target = Target::new().await;
+    let mut client = target.connect().await;
     captured_orders(&mut client).await;
     run(&mut client, "BEGIN TRAN; INSERT INTO orders VALUES (1, N'a', 1), (2, N'b', 2); UPDATE orders SET customer = N'B' WHERE id = 2; COMMIT").await;
     wait_for_changes(&mut client, "dbo_orders_CT", 4).await;
@@ -144,8 +149,8 @@ async fn one_transaction_has_one_commit_lsn_and_a_command_id_per_statement() {
 
 #[tokio::test]
 async fn rolled_back_work_is_never_captured() {
-    let sim = simulator().await;
-    let mut client = connect(sim.addr()).await;
+    let target = Target::new().await;
+    let mut client = target.connect().await;
     captured_orders(&mut client).await;
     run(
         &mut client,
@@ -173,8 +178,8 @@ async fn rolled_back_work_is_never_captured() {
 
 #[tokio::test]
 async fn a_primary_key_update_is_captured_as_a_delete_then_an_insert() {
-    let sim = simulator().await;
-    let mut client = connect(sim.addr()).await;
+    let target = Target::new().await;
+    let mut client = target.connect().await;
     captured_orders(&mut client).await;
     run(&mut client, "INSERT INTO orders VALUES (1, N'a', 1)").await;
     run(&mut client, "UPDATE orders SET id = 7 WHERE id = 1").await;
@@ -187,6 +192,7 @@ async fn a_primary_key_update_is_captured_as_a_delete_then_an_insert() {
     assert_eq!(seen, [(2, 1), (1, 1), (2, 7)]);
 }
 
+/// Simulator only: it pauses the capture job through fault injection.
 #[tokio::test]
 async fn the_max_lsn_moves_only_when_the_capture_job_has_read_the_commit() {
     let sim = simulator().await;
@@ -215,8 +221,8 @@ async fn the_max_lsn_moves_only_when_the_capture_job_has_read_the_commit() {
 
 #[tokio::test]
 async fn change_rows_join_lsn_time_mapping_for_their_commit_time() {
-    let sim = simulator().await;
-    let mut client = connect(sim.addr()).await;
+    let target = Target::new().await;
+    let mut client = target.connect().await;
     captured_orders(&mut client).await;
     run(&mut client, "INSERT INTO orders VALUES (1, N'a', 1)").await;
     run(&mut client, "INSERT INTO orders VALUES (2, N'b', 2)").await;
@@ -274,8 +280,8 @@ async fn all_changes(
 
 #[tokio::test]
 async fn get_all_changes_reads_a_range_and_refuses_one_outside_the_timeline() {
-    let sim = simulator().await;
-    let mut client = connect(sim.addr()).await;
+    let target = Target::new().await;
+    let mut client = target.connect().await;
     captured_orders(&mut client).await;
     run(&mut client, "INSERT INTO orders VALUES (1, N'a', 1)").await;
     run(&mut client, "UPDATE orders SET total = 2 WHERE id = 1").await;
@@ -306,8 +312,8 @@ async fn get_all_changes_reads_a_range_and_refuses_one_outside_the_timeline() {
 
 #[tokio::test]
 async fn cleanup_raises_the_minimum_lsn_and_earlier_ranges_fail() {
-    let sim = simulator().await;
-    let mut client = connect(sim.addr()).await;
+    let target = Target::new().await;
+    let mut client = target.connect().await;
     captured_orders(&mut client).await;
     for id in 1..=3 {
         run(
@@ -339,8 +345,8 @@ async fn cleanup_raises_the_minimum_lsn_and_earlier_ranges_fail() {
 
 #[tokio::test]
 async fn a_second_capture_instance_sees_new_columns_and_a_third_is_refused() {
-    let sim = simulator().await;
-    let mut client = connect(sim.addr()).await;
+    let target = Target::new().await;
+    let mut client = target.connect().await;
     captured_orders(&mut client).await;
     run(&mut client, "ALTER TABLE orders ADD note nvarchar(10) NULL").await;
     run(&mut client, "EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'orders', @role_name = NULL, @capture_instance = N'dbo_orders_v2'").await;
@@ -383,8 +389,8 @@ async fn a_second_capture_instance_sees_new_columns_and_a_third_is_refused() {
 
 #[tokio::test]
 async fn enabling_a_table_needs_cdc_on_the_database_and_a_role_name() {
-    let sim = simulator().await;
-    let mut client = connect(sim.addr()).await;
+    let target = Target::new().await;
+    let mut client = target.connect().await;
     run(
         &mut client,
         "CREATE DATABASE shop; USE shop; CREATE TABLE t (id int NOT NULL PRIMARY KEY)",
@@ -408,9 +414,10 @@ async fn enabling_a_table_needs_cdc_on_the_database_and_a_role_name() {
 
 #[tokio::test]
 async fn schema_metadata_describes_tables_columns_and_keys() {
-    let sim = simulator().await;
-    let mut client = connect(sim.addr()).await;
-    captured_orders(&mut client).await;
+    let target = Target::new().await;
+    let mut client = target.connect().await;
+    let database = captured_orders(&mut client).await;
+    run(&mut client, "CREATE SCHEMA sales").await;
     run(&mut client, "CREATE TABLE sales.lines (order_id int NOT NULL, line smallint NOT NULL, sku nvarchar(max) NULL, at datetime2(3) NULL, CONSTRAINT pk_lines PRIMARY KEY (order_id, line))").await;
     let columns = rows(
         &mut client,
@@ -460,7 +467,7 @@ async fn schema_metadata_describes_tables_columns_and_keys() {
     );
     let cdc_db = rows(
         &mut client,
-        "SELECT is_cdc_enabled FROM sys.databases WHERE name = N'shop'",
+        &format!("SELECT is_cdc_enabled FROM sys.databases WHERE name = N'{database}'"),
     )
     .await;
     assert_eq!(cdc_db[0].get::<bool, _>(0), Some(true));

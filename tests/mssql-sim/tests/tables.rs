@@ -4,7 +4,7 @@
 
 mod support;
 
-use support::{SqlClient, connect, error_of, server_error_number, simulator};
+use support::{SqlClient, Target, error_of, server_error_number, unique_database};
 
 async fn run(client: &mut SqlClient, sql: &str) {
     client
@@ -35,13 +35,22 @@ async fn error_number(client: &mut SqlClient, sql: &str) -> Option<u32> {
     server_error_number(&error_of(result, sql))
 }
 
+/// Creates a database of the test's own and makes it current; returns its name.
+async fn fresh_database(client: &mut SqlClient) -> String {
+    let database = unique_database();
+    run(client, &format!("CREATE DATABASE {database}")).await;
+    run(client, &format!("USE {database}")).await;
+    database
+}
+
 const ORDERS: &str = "CREATE TABLE dbo.orders (id int NOT NULL PRIMARY KEY, customer nvarchar(20) NOT NULL, \
                       total decimal(12,2) NULL, note varchar(5) NULL)";
 
 #[tokio::test]
 async fn multi_row_inserts_and_parameters_land_in_key_order() {
-    let sim = simulator().await;
-    let mut client = connect(sim.addr()).await;
+    let target = Target::new().await;
+    let mut client = target.connect().await;
+    fresh_database(&mut client).await;
     run(&mut client, ORDERS).await;
     let result = client.execute("INSERT INTO dbo.orders (id, customer, total) VALUES (3, N'c', 3.50), (1, N'a', 1.25), (@P1, @P2, NULL)", &[&2i32, &"b"]).await.unwrap();
     assert_eq!(result.rows_affected(), &[3]);
@@ -65,8 +74,9 @@ async fn multi_row_inserts_and_parameters_land_in_key_order() {
 
 #[tokio::test]
 async fn where_order_by_top_and_offset_fetch_select_the_right_rows() {
-    let sim = simulator().await;
-    let mut client = connect(sim.addr()).await;
+    let target = Target::new().await;
+    let mut client = target.connect().await;
+    fresh_database(&mut client).await;
     run(&mut client, ORDERS).await;
     let values: Vec<String> = (1..=20)
         .map(|i| format!("({i}, N'c{}', {i}.00, NULL)", i % 3))
@@ -125,8 +135,9 @@ async fn where_order_by_top_and_offset_fetch_select_the_right_rows() {
 
 #[tokio::test]
 async fn constraint_and_name_errors_carry_sql_servers_numbers() {
-    let sim = simulator().await;
-    let mut client = connect(sim.addr()).await;
+    let target = Target::new().await;
+    let mut client = target.connect().await;
+    fresh_database(&mut client).await;
     run(&mut client, ORDERS).await;
     run(
         &mut client,
@@ -168,6 +179,10 @@ async fn constraint_and_name_errors_carry_sql_servers_numbers() {
     assert_eq!(error_number(&mut client, "COMMIT").await, Some(3902));
     assert_eq!(error_number(&mut client, ORDERS).await, Some(2714));
     assert_eq!(
+        error_number(&mut client, "CREATE TABLE nowhere.t (id int NOT NULL)").await,
+        Some(2760)
+    );
+    assert_eq!(
         ints(&mut client, "SELECT id FROM orders").await,
         [Some(1)],
         "failed statements leave nothing behind"
@@ -176,8 +191,9 @@ async fn constraint_and_name_errors_carry_sql_servers_numbers() {
 
 #[tokio::test]
 async fn a_failing_row_undoes_its_whole_statement() {
-    let sim = simulator().await;
-    let mut client = connect(sim.addr()).await;
+    let target = Target::new().await;
+    let mut client = target.connect().await;
+    fresh_database(&mut client).await;
     run(&mut client, ORDERS).await;
     assert_eq!(
         error_number(
@@ -195,9 +211,11 @@ async fn a_failing_row_undoes_its_whole_statement() {
 
 #[tokio::test]
 async fn rollback_discards_and_commit_publishes_to_other_sessions() {
-    let sim = simulator().await;
-    let mut writer = connect(sim.addr()).await;
-    let mut reader = connect(sim.addr()).await;
+    let target = Target::new().await;
+    let mut writer = target.connect().await;
+    let mut reader = target.connect().await;
+    let database = fresh_database(&mut writer).await;
+    run(&mut reader, &format!("USE {database}")).await;
     run(&mut writer, ORDERS).await;
     run(
         &mut writer,
@@ -235,8 +253,9 @@ async fn rollback_discards_and_commit_publishes_to_other_sessions() {
 
 #[tokio::test]
 async fn an_error_inside_a_transaction_undoes_only_its_statement() {
-    let sim = simulator().await;
-    let mut client = connect(sim.addr()).await;
+    let target = Target::new().await;
+    let mut client = target.connect().await;
+    fresh_database(&mut client).await;
     run(&mut client, ORDERS).await;
     run(
         &mut client,
@@ -257,8 +276,9 @@ async fn an_error_inside_a_transaction_undoes_only_its_statement() {
 
 #[tokio::test]
 async fn updates_move_rows_when_the_key_changes_and_deletes_count() {
-    let sim = simulator().await;
-    let mut client = connect(sim.addr()).await;
+    let target = Target::new().await;
+    let mut client = target.connect().await;
+    fresh_database(&mut client).await;
     run(&mut client, ORDERS).await;
     run(
         &mut client,
@@ -288,8 +308,9 @@ async fn updates_move_rows_when_the_key_changes_and_deletes_count() {
 
 #[tokio::test]
 async fn identity_columns_number_rows_and_refuse_explicit_values() {
-    let sim = simulator().await;
-    let mut client = connect(sim.addr()).await;
+    let target = Target::new().await;
+    let mut client = target.connect().await;
+    fresh_database(&mut client).await;
     run(
         &mut client,
         "CREATE TABLE t (id bigint IDENTITY(100, 5) NOT NULL PRIMARY KEY, v int NULL)",
@@ -315,8 +336,9 @@ async fn identity_columns_number_rows_and_refuse_explicit_values() {
 
 #[tokio::test]
 async fn columns_are_added_and_dropped() {
-    let sim = simulator().await;
-    let mut client = connect(sim.addr()).await;
+    let target = Target::new().await;
+    let mut client = target.connect().await;
+    fresh_database(&mut client).await;
     run(&mut client, "CREATE TABLE t (a int NOT NULL, b int NOT NULL, c int NULL, CONSTRAINT pk_t PRIMARY KEY (a, b))").await;
     run(&mut client, "INSERT INTO t VALUES (1, 2, 3)").await;
     run(&mut client, "ALTER TABLE t ADD d nvarchar(10) NULL").await;

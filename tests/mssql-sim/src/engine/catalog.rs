@@ -141,9 +141,17 @@ pub struct Database {
     pub tables: BTreeMap<(String, String), Table>,
     /// Change data capture.
     pub cdc: super::cdc::DatabaseCdc,
+    /// User schemas besides `dbo` (lower-case).
+    pub schemas: std::collections::BTreeSet<String>,
 }
 
 impl Database {
+    /// Whether `schema` exists (`dbo` always does; `cdc` once CDC is enabled).
+    pub fn has_schema(&self, schema: &str) -> bool {
+        let schema = schema.to_lowercase();
+        schema == "dbo" || (schema == "cdc" && self.cdc.enabled) || self.schemas.contains(&schema)
+    }
+
     /// The table `schema.name` (case-insensitive).
     pub fn table(&self, schema: &str, name: &str) -> Option<&Table> {
         self.tables

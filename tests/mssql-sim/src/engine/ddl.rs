@@ -40,6 +40,12 @@ pub fn create_table(
     {
         return Err(error::object_exists(&name));
     }
+    if !catalog
+        .database(database)
+        .is_some_and(|d| d.has_schema(&schema))
+    {
+        return Err(error::schema_missing(&schema));
+    }
     let object_id = catalog.allocate_object_id();
     let mut table = Table {
         object_id,
@@ -251,5 +257,34 @@ pub fn alter_table(
             other => return Err(error::not_implemented(&format!("ALTER TABLE {other}"))),
         }
     }
+    Ok(())
+}
+
+/// CREATE SCHEMA.
+pub fn create_schema(
+    catalog: &mut Catalog,
+    database: &str,
+    name: &sqlparser::ast::SchemaName,
+) -> Result<(), SqlError> {
+    let object = match name {
+        sqlparser::ast::SchemaName::Simple(object)
+        | sqlparser::ast::SchemaName::NamedAuthorization(object, _) => object,
+        sqlparser::ast::SchemaName::UnnamedAuthorization(_) => {
+            return Err(error::syntax("AUTHORIZATION"));
+        }
+    };
+    let schema = object
+        .0
+        .last()
+        .and_then(|p| p.as_ident())
+        .map(|i| i.value.clone())
+        .unwrap_or_default();
+    let db = catalog
+        .database_mut(database)
+        .ok_or_else(|| error::database_missing(database))?;
+    if db.has_schema(&schema) {
+        return Err(error::object_exists(&schema));
+    }
+    db.schemas.insert(schema.to_lowercase());
     Ok(())
 }

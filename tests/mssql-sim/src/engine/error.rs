@@ -219,3 +219,15 @@ pub fn identity_insert(table: &str) -> SqlError {
 pub fn divide_by_zero() -> SqlError {
     error(8134, 16, 1, "Divide by zero error encountered.".to_owned())
 }
+
+/// 2760: a schema that does not exist.
+pub fn schema_missing(schema: &str) -> SqlError {
+    error(
+        2760,
+        16,
+        1,
+        format!(
+            "The specified schema name \"{schema}\" either does not exist or you do not have permission to use it."
+        ),
+    )
+}

@@ -185,7 +185,7 @@ pub fn sys_view(catalog: &Catalog, db: &Database, view: &str) -> Option<Material
     };
     Some(match view.to_lowercase().as_str() {
         "schemas" => {
-            let mut names: Vec<String> = db.tables.values().map(|t| t.schema.clone()).collect();
+            let mut names: Vec<String> = db.schemas.iter().cloned().collect();
             names.push("dbo".to_owned());
             names.sort_by_key(|n| n.to_lowercase());
             names.dedup_by_key(|n| n.to_lowercase());

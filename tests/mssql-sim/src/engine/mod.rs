@@ -225,6 +225,10 @@ impl Session {
                 let old = std::mem::replace(&mut self.database, new.clone());
                 Ok(Outcome::DatabaseChanged { new, old })
             }
+            Statement::CreateSchema { schema_name, .. } => {
+                ddl::create_schema(&mut self.engine.catalog(), &self.database, schema_name)
+                    .map(|()| done())
+            }
             Statement::CreateTable(create) => {
                 ddl::create_table(&mut self.engine.catalog(), &self.database, create)
                     .map(|()| done())
