@@ -7,29 +7,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::{
-    SqlClient, Target, connect, error_of, server_error_number, simulator, unique_database,
+    SqlClient, Target, connect, error_of, fresh_database, rows, run, server_error_number, simulator,
 };
-use tiberius::Row;
-
-async fn run(client: &mut SqlClient, sql: &str) {
-    client
-        .simple_query(sql)
-        .await
-        .unwrap()
-        .into_results()
-        .await
-        .unwrap();
-}
-
-async fn rows(client: &mut SqlClient, sql: &str) -> Vec<Row> {
-    client
-        .simple_query(sql)
-        .await
-        .unwrap()
-        .into_first_result()
-        .await
-        .unwrap()
-}
 
 async fn scalar_lsn(client: &mut SqlClient, sql: &str) -> Vec<u8> {
     rows(client, sql).await[0]
@@ -40,9 +19,7 @@ async fn scalar_lsn(client: &mut SqlClient, sql: &str) -> Vec<u8> {
 
 /// A database of the test's own with CDC on `dbo.orders`; returns its name.
 async fn captured_orders(client: &mut SqlClient) -> String {
-    let database = unique_database();
-    run(client, &format!("CREATE DATABASE {database}")).await;
-    run(client, &format!("USE {database}")).await;
+    let database = fresh_database(client).await;
     run(client, "CREATE TABLE dbo.orders (id int NOT NULL PRIMARY KEY, customer nvarchar(20) NOT NULL, total decimal(12,2) NULL)").await;
     run(client, "EXEC sys.sp_cdc_enable_db").await;
     run(client, "EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'orders', @role_name = NULL").await;

@@ -4,17 +4,7 @@
 
 mod support;
 
-use support::{SqlClient, Target, error_of, server_error_number, unique_database};
-
-async fn run(client: &mut SqlClient, sql: &str) {
-    client
-        .simple_query(sql)
-        .await
-        .unwrap()
-        .into_results()
-        .await
-        .unwrap();
-}
+use support::{SqlClient, Target, error_number, fresh_database, run};
 
 async fn ints(client: &mut SqlClient, sql: &str) -> Vec<Option<i32>> {
     let rows = client
@@ -25,22 +15,6 @@ async fn ints(client: &mut SqlClient, sql: &str) -> Vec<Option<i32>> {
         .await
         .unwrap();
     rows.iter().map(|row| row.get::<i32, _>(0)).collect()
-}
-
-async fn error_number(client: &mut SqlClient, sql: &str) -> Option<u32> {
-    let result = match client.simple_query(sql).await {
-        Ok(stream) => stream.into_results().await.map(|_| ()),
-        Err(e) => Err(e),
-    };
-    server_error_number(&error_of(result, sql))
-}
-
-/// Creates a database of the test's own and makes it current; returns its name.
-async fn fresh_database(client: &mut SqlClient) -> String {
-    let database = unique_database();
-    run(client, &format!("CREATE DATABASE {database}")).await;
-    run(client, &format!("USE {database}")).await;
-    database
 }
 
 const ORDERS: &str = "CREATE TABLE dbo.orders (id int NOT NULL PRIMARY KEY, customer nvarchar(20) NOT NULL, \

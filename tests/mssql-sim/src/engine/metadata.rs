@@ -4,21 +4,8 @@
 //! their `(max)` equivalents, which is how the simulator stores them.
 
 use super::catalog::{Catalog, Column, Database, Row, Table};
-use super::datatype;
-use super::relations::Materialised;
+use super::relations::{Materialised, SYSNAME, column, type_name};
 use crate::tds::types::{SqlType, SqlValue};
-
-const SYSNAME: SqlType = SqlType::NVarChar { length: Some(128) };
-
-fn column(name: &str, sql_type: SqlType) -> Column {
-    Column {
-        name: name.to_owned(),
-        sql_type,
-        nullable: true,
-        identity: false,
-        column_id: 0,
-    }
-}
 
 fn text(value: &str) -> SqlValue {
     SqlValue::Text(value.to_owned())
@@ -274,11 +261,6 @@ pub fn sys_view(catalog: &Catalog, db: &Database, view: &str) -> Option<Material
         },
         _ => return None,
     })
-}
-
-fn type_name(sql_type: SqlType) -> String {
-    let name = datatype::name(sql_type);
-    name.split('(').next().unwrap_or(&name).to_owned()
 }
 
 fn character_length(sql_type: SqlType) -> Option<i64> {

@@ -33,7 +33,8 @@ pub struct Materialised {
     pub rows: Vec<Row>,
 }
 
-fn column(name: &str, sql_type: SqlType) -> Column {
+/// A column of a system relation (nullable, no identity).
+pub(crate) fn column(name: &str, sql_type: SqlType) -> Column {
     Column {
         name: name.to_owned(),
         sql_type,
@@ -43,7 +44,8 @@ fn column(name: &str, sql_type: SqlType) -> Column {
     }
 }
 
-const SYSNAME: SqlType = SqlType::NVarChar { length: Some(128) };
+/// `sysname`, as SQL Server declares it.
+pub(crate) const SYSNAME: SqlType = SqlType::NVarChar { length: Some(128) };
 const LSN: SqlType = SqlType::Binary { length: 10 };
 
 /// The `cdc` schema object `name` (with `args` for table-valued functions), if it is one.
@@ -189,7 +191,8 @@ fn change_tables_row(instance: &CaptureInstance) -> Row {
     ]
 }
 
-fn type_name(sql_type: SqlType) -> String {
+/// A type's name without parameters, as metadata views report it.
+pub(crate) fn type_name(sql_type: SqlType) -> String {
     let name = datatype::name(sql_type);
     name.split('(').next().unwrap_or(&name).to_owned()
 }

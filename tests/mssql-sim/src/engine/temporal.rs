@@ -1,5 +1,9 @@
 //! Dates and times: ISO 8601 text, and conversion between the date and time types with
 //! SQL Server's rounding to each type's precision.
+//!
+//! The calendar arithmetic is written again here rather than taken from `cdc-model`: the
+//! simulator stands in for SQL Server in the product's tests, so it shares no code with the
+//! product, and a bug in one cannot hide the same bug in the other.
 
 use super::error::{self, SqlError};
 use crate::tds::types::{DAYS_TO_1900, SqlType, SqlValue, TICKS_PER_DAY};

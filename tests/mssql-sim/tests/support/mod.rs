@@ -126,3 +126,42 @@ fn real_config(url: &str) -> Config {
 pub fn unique_database() -> String {
     format!("cdc_sim_{}", uuid::Uuid::new_v4().simple())
 }
+
+/// Runs a batch and drains its results; panics with the server's message on error.
+pub async fn run(client: &mut SqlClient, sql: &str) {
+    client
+        .simple_query(sql)
+        .await
+        .unwrap()
+        .into_results()
+        .await
+        .unwrap();
+}
+
+/// The rows of a batch's first result set.
+pub async fn rows(client: &mut SqlClient, sql: &str) -> Vec<tiberius::Row> {
+    client
+        .simple_query(sql)
+        .await
+        .unwrap()
+        .into_first_result()
+        .await
+        .unwrap()
+}
+
+/// The server error number of a batch that must fail.
+pub async fn error_number(client: &mut SqlClient, sql: &str) -> Option<u32> {
+    let result = match client.simple_query(sql).await {
+        Ok(stream) => stream.into_results().await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    server_error_number(&error_of(result, sql))
+}
+
+/// Creates a database of the test's own and makes it current; returns its name.
+pub async fn fresh_database(client: &mut SqlClient) -> String {
+    let database = unique_database();
+    run(client, &format!("CREATE DATABASE {database}")).await;
+    run(client, &format!("USE {database}")).await;
+    database
+}
