@@ -206,6 +206,14 @@ impl Catalog {
         self.databases.get_mut(&name.to_lowercase())
     }
 
+    /// The table at `address`.
+    pub fn table_at(&mut self, address: &TableAddress) -> Option<&mut Table> {
+        self.databases
+            .get_mut(&address.database)?
+            .tables
+            .get_mut(&address.table)
+    }
+
     /// A new object id.
     pub fn allocate_object_id(&mut self) -> i32 {
         self.next_object_id += 7;
@@ -213,13 +221,31 @@ impl Catalog {
     }
 }
 
+/// Where a table lives, as catalog keys (lower-case). Resolved once per statement and shared
+/// by every row it touches, so per-row bookkeeping does not allocate names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableAddress {
+    /// Database key.
+    pub database: String,
+    /// (schema, table) key.
+    pub table: (String, String),
+}
+
+impl TableAddress {
+    /// The address of `schema.table` in `database`.
+    pub fn new(database: &str, schema: &str, table: &str) -> std::sync::Arc<TableAddress> {
+        std::sync::Arc::new(TableAddress {
+            database: database.to_lowercase(),
+            table: (schema.to_lowercase(), table.to_lowercase()),
+        })
+    }
+}
+
 /// Where a row lives.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RowAddress {
-    /// Database (lower-case).
-    pub database: String,
-    /// (schema, table), lower-case.
-    pub table: (String, String),
+    /// Its table.
+    pub table: std::sync::Arc<TableAddress>,
     /// The row's key.
     pub key: RowKey,
 }

@@ -224,10 +224,10 @@ pub fn log_commit(catalog: &mut Catalog, changes: Vec<Change>, begin_time: SqlVa
     for change in changes {
         match by_database
             .iter_mut()
-            .find(|(db, _)| *db == change.database)
+            .find(|(db, _)| *db == change.table.database)
         {
             Some((_, list)) => list.push(change),
-            None => by_database.push((change.database.clone(), vec![change])),
+            None => by_database.push((change.table.database.clone(), vec![change])),
         }
     }
     for (database, changes) in by_database {

@@ -5,7 +5,9 @@ use sqlparser::ast::{
     AssignmentTarget, Delete, Expr, FromTable, Insert, SetExpr, TableFactor, TableObject, Update,
 };
 
-use super::catalog::{Catalog, Column, Row, RowAddress, RowKey, Table, write_row};
+use std::sync::Arc;
+
+use super::catalog::{Catalog, Column, Row, RowAddress, RowKey, Table, TableAddress, write_row};
 use super::convert::convert;
 use super::ddl::schema_and_table;
 use super::error::{self, SqlError};
@@ -28,36 +30,40 @@ pub struct Context<'a> {
 }
 
 impl Context<'_> {
-    fn table(&mut self, schema: &str, name: &str) -> Result<&mut Table, SqlError> {
-        self.catalog
-            .database_mut(self.database)
-            .and_then(|d| d.table_mut(schema, name))
-            .ok_or_else(|| error::invalid_object(&format!("{schema}.{name}")))
+    /// The address of `schema.name` in the session's database.
+    fn address(&self, schema: &str, name: &str) -> Arc<TableAddress> {
+        TableAddress::new(self.database, schema, name)
+    }
+
+    fn table(&mut self, address: &TableAddress) -> Result<&mut Table, SqlError> {
+        self.catalog.table_at(address).ok_or_else(|| {
+            error::invalid_object(&format!("{}.{}", address.table.0, address.table.1))
+        })
     }
 
     fn write(
         &mut self,
-        schema: &str,
-        name: &str,
+        address: &Arc<TableAddress>,
         key: RowKey,
         row: Option<Row>,
     ) -> Result<(), SqlError> {
         let session = self.session;
-        let table = self.table(schema, name)?;
+        let table = self.table(address)?;
         let previous = write_row(table, key.clone(), session, row)?;
-        let address = RowAddress {
-            database: self.database.to_lowercase(),
-            table: (schema.to_lowercase(), name.to_lowercase()),
-            key,
-        };
-        self.transaction.record(address, previous);
+        self.transaction.record(
+            RowAddress {
+                table: address.clone(),
+                key,
+            },
+            previous,
+        );
         Ok(())
     }
 
-    fn change(&mut self, object_id: i32, kind: ChangeKind) {
+    fn change(&mut self, address: &Arc<TableAddress>, object_id: i32, kind: ChangeKind) {
         let command_id = self.transaction.command_id;
         self.transaction.changes.push(Change {
-            database: self.database.to_lowercase(),
+            table: address.clone(),
             object_id,
             kind,
             command_id,
@@ -71,7 +77,8 @@ pub fn insert(context: &mut Context<'_>, insert: &Insert) -> Result<u64, SqlErro
         return Err(error::not_implemented("INSERT into a table function"));
     };
     let (schema, table_name) = schema_and_table(name);
-    let table = context.table(&schema, &table_name)?.clone_shape();
+    let address = context.address(&schema, &table_name);
+    let table = context.table(&address)?.clone_shape();
     let targets: Vec<usize> = if insert.columns.is_empty() {
         (0..table.columns.len())
             .filter(|i| !table.columns[*i].identity)
@@ -108,7 +115,7 @@ pub fn insert(context: &mut Context<'_>, insert: &Insert) -> Result<u64, SqlErro
                 .and_then(|typed| fit(&table, *index, typed.value, typed.sql_type))?;
         }
         let session = context.session;
-        let live = context.table(&schema, &table_name)?;
+        let live = context.table(&address)?;
         if let Some((next, increment)) = live.identity {
             let index = live.columns.iter().position(|c| c.identity).unwrap_or(0);
             row[index] = SqlValue::Int(next);
@@ -124,8 +131,8 @@ pub fn insert(context: &mut Context<'_>, insert: &Insert) -> Result<u64, SqlErro
         {
             return Err(duplicate(&table, &key));
         }
-        context.write(&schema, &table_name, key, Some(row.clone()))?;
-        context.change(table.object_id, ChangeKind::Insert(row));
+        context.write(&address, key, Some(row.clone()))?;
+        context.change(&address, table.object_id, ChangeKind::Insert(row));
         count += 1;
     }
     Ok(count)
@@ -137,7 +144,8 @@ pub fn update(context: &mut Context<'_>, update: &Update) -> Result<u64, SqlErro
         return Err(error::not_implemented("UPDATE of this target"));
     };
     let (schema, table_name) = schema_and_table(name);
-    let table = context.table(&schema, &table_name)?.clone_shape();
+    let address = context.address(&schema, &table_name);
+    let table = context.table(&address)?.clone_shape();
     let assignments: Vec<(usize, &Expr)> = update
         .assignments
         .iter()
@@ -165,7 +173,7 @@ pub fn update(context: &mut Context<'_>, update: &Update) -> Result<u64, SqlErro
             Ok((index, &a.value))
         })
         .collect::<Result<_, _>>()?;
-    let matches = matching_rows(context, &schema, &table_name, update.selection.as_ref())?;
+    let matches = matching_rows(context, &address, update.selection.as_ref())?;
     let mut updated = Vec::with_capacity(matches.len());
     for (key, before) in &matches {
         let scope = Scope::over(context.parameters, &table.columns, before);
@@ -187,7 +195,7 @@ pub fn update(context: &mut Context<'_>, update: &Update) -> Result<u64, SqlErro
                 .collect(),
         );
         if !table.primary_key.is_empty() && new_key != *key {
-            context.write(&schema, &table_name, key.clone(), None)?;
+            context.write(&address, key.clone(), None)?;
         }
     }
     for (key, before, after) in updated.iter().cloned() {
@@ -205,7 +213,7 @@ pub fn update(context: &mut Context<'_>, update: &Update) -> Result<u64, SqlErro
         if new_key != key {
             let session = context.session;
             let taken = context
-                .table(&schema, &table_name)?
+                .table(&address)?
                 .rows
                 .get(&new_key)
                 .and_then(|s| s.visible(session))
@@ -214,8 +222,12 @@ pub fn update(context: &mut Context<'_>, update: &Update) -> Result<u64, SqlErro
                 return Err(duplicate(&table, &new_key));
             }
         }
-        context.write(&schema, &table_name, new_key, Some(after.clone()))?;
-        context.change(table.object_id, ChangeKind::Update { before, after });
+        context.write(&address, new_key, Some(after.clone()))?;
+        context.change(
+            &address,
+            table.object_id,
+            ChangeKind::Update { before, after },
+        );
     }
     Ok(updated.len() as u64)
 }
@@ -229,11 +241,12 @@ pub fn delete(context: &mut Context<'_>, delete: &Delete) -> Result<u64, SqlErro
         return Err(error::not_implemented("DELETE of this target"));
     };
     let (schema, table_name) = schema_and_table(name);
-    let object_id = context.table(&schema, &table_name)?.object_id;
-    let matches = matching_rows(context, &schema, &table_name, delete.selection.as_ref())?;
+    let address = context.address(&schema, &table_name);
+    let object_id = context.table(&address)?.object_id;
+    let matches = matching_rows(context, &address, delete.selection.as_ref())?;
     for (key, before) in &matches {
-        context.write(&schema, &table_name, key.clone(), None)?;
-        context.change(object_id, ChangeKind::Delete(before.clone()));
+        context.write(&address, key.clone(), None)?;
+        context.change(&address, object_id, ChangeKind::Delete(before.clone()));
     }
     Ok(matches.len() as u64)
 }
@@ -241,13 +254,12 @@ pub fn delete(context: &mut Context<'_>, delete: &Delete) -> Result<u64, SqlErro
 /// Visible rows of a table for which `selection` holds, with their keys.
 pub fn matching_rows(
     context: &mut Context<'_>,
-    schema: &str,
-    table_name: &str,
+    address: &TableAddress,
     selection: Option<&Expr>,
 ) -> Result<Vec<(RowKey, Row)>, SqlError> {
     let session = context.session;
     let parameters = context.parameters;
-    let table = context.table(schema, table_name)?;
+    let table = context.table(address)?;
     let mut matches = Vec::new();
     for (key, row) in table.visible_rows(session) {
         let keep = match selection {

@@ -22,8 +22,8 @@ pub enum ChangeKind {
 /// One row change of a transaction, in statement order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Change {
-    /// Database (lower-case).
-    pub database: String,
+    /// The changed table.
+    pub table: std::sync::Arc<super::catalog::TableAddress>,
     /// The table's object id.
     pub object_id: i32,
     /// What happened.
@@ -82,25 +82,20 @@ impl Transaction {
 
     /// Makes every pending version of `session` committed; returns the changes.
     pub fn commit(self, catalog: &mut Catalog, session: u64) -> Vec<Change> {
-        for entry in &self.undo {
-            let Some(table) = catalog
-                .databases
-                .get_mut(&entry.address.database)
-                .and_then(|d| d.tables.get_mut(&entry.address.table))
-            else {
-                continue;
-            };
-            let Some(slot) = table.rows.get_mut(&entry.address.key) else {
-                continue;
-            };
-            if slot.pending.as_ref().is_some_and(|p| p.session == session)
-                && let Some(pending) = slot.pending.take()
-            {
-                slot.committed = pending.row;
+        let mut start = 0;
+        while start < self.undo.len() {
+            // Entries of one statement share their table address: look the table up once.
+            let address = &self.undo[start].address.table;
+            let end = self.undo[start..]
+                .iter()
+                .position(|e| !std::sync::Arc::ptr_eq(&e.address.table, address))
+                .map_or(self.undo.len(), |n| start + n);
+            if let Some(table) = catalog.table_at(address) {
+                for entry in &self.undo[start..end] {
+                    commit_row(table, &entry.address.key, session);
+                }
             }
-            if slot.committed.is_none() && slot.pending.is_none() {
-                table.rows.remove(&entry.address.key);
-            }
+            start = end;
         }
         self.changes
     }
@@ -117,12 +112,22 @@ impl Transaction {
     }
 }
 
+fn commit_row(table: &mut super::catalog::Table, key: &super::catalog::RowKey, session: u64) {
+    let Some(slot) = table.rows.get_mut(key) else {
+        return;
+    };
+    if slot.pending.as_ref().is_some_and(|p| p.session == session)
+        && let Some(pending) = slot.pending.take()
+    {
+        slot.committed = pending.row;
+    }
+    if slot.committed.is_none() && slot.pending.is_none() {
+        table.rows.remove(key);
+    }
+}
+
 fn restore(catalog: &mut Catalog, address: &RowAddress, previous: Option<Pending>) {
-    let Some(table) = catalog
-        .databases
-        .get_mut(&address.database)
-        .and_then(|d| d.tables.get_mut(&address.table))
-    else {
+    let Some(table) = catalog.table_at(&address.table) else {
         return;
     };
     if let Some(slot) = table.rows.get_mut(&address.key) {
