@@ -124,8 +124,22 @@ struct LogEntry {
     kind: LoggedKind,
 }
 
-/// Row images by column id, so later ALTERs do not shift them.
-type Image = Vec<(i32, SqlValue)>;
+/// A row image with the column ids of its values, so later ALTERs do not shift them. The ids
+/// are shared by every image of one table in a transaction.
+#[derive(Debug, Clone)]
+struct Image {
+    column_ids: std::sync::Arc<[i32]>,
+    values: Vec<SqlValue>,
+}
+
+impl Image {
+    fn value(&self, column_id: i32) -> SqlValue {
+        self.column_ids
+            .iter()
+            .position(|id| *id == column_id)
+            .map_or(SqlValue::Null, |i| self.values[i].clone())
+    }
+}
 
 #[derive(Debug, Clone)]
 enum LoggedKind {
@@ -256,23 +270,34 @@ pub fn log_commit(catalog: &mut Catalog, changes: Vec<Change>, begin_time: SqlVa
 
 fn log_record(db: &mut Database, changes: Vec<Change>, begin_time: SqlValue) -> LogRecord {
     let mut entries = Vec::with_capacity(changes.len());
+    let mut ids: Option<(i32, std::sync::Arc<[i32]>, Vec<usize>)> = None;
     for change in changes {
-        let Some(table) = db.tables.values().find(|t| t.object_id == change.object_id) else {
+        if ids
+            .as_ref()
+            .is_none_or(|(object_id, _, _)| *object_id != change.object_id)
+        {
+            let Some(table) = db.tables.values().find(|t| t.object_id == change.object_id) else {
+                continue;
+            };
+            ids = Some((
+                change.object_id,
+                table.columns.iter().map(|c| c.column_id).collect(),
+                table.primary_key.clone(),
+            ));
+        }
+        let Some((_, column_ids, primary_key)) = &ids else {
             continue;
         };
-        let image = |row: &[SqlValue]| -> Image {
-            table
-                .columns
-                .iter()
-                .map(|c| c.column_id)
-                .zip(row.iter().cloned())
-                .collect()
+        // The transaction's changes are consumed here, so rows move into the log uncopied.
+        let image = |values: Vec<SqlValue>| Image {
+            column_ids: column_ids.clone(),
+            values,
         };
-        let kind = match &change.kind {
+        let kind = match change.kind {
             ChangeKind::Insert(row) => LoggedKind::Insert(image(row)),
             ChangeKind::Delete(row) => LoggedKind::Delete(image(row)),
             ChangeKind::Update { before, after } => LoggedKind::Update {
-                key_changed: table.primary_key.iter().any(|i| before[*i] != after[*i]),
+                key_changed: primary_key.iter().any(|i| before[*i] != after[*i]),
                 before: image(before),
                 after: image(after),
             },
@@ -340,12 +365,7 @@ fn capture_entry(instance: &mut CaptureInstance, commit_lsn: Lsn, entry: &LogEnt
         instance
             .columns
             .iter()
-            .map(|c| {
-                image
-                    .iter()
-                    .find(|(id, _)| *id == c.column_id)
-                    .map_or(SqlValue::Null, |(_, v)| v.clone())
-            })
+            .map(|c| image.value(c.column_id))
             .collect()
     };
     let row = |operation: i32,
