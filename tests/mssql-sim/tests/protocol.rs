@@ -265,3 +265,34 @@ async fn fifty_clients_at_once_each_get_their_own_answers() {
         .collect();
     assert_eq!(answers, (0..50).map(Some).collect::<Vec<_>>());
 }
+
+#[tokio::test]
+async fn hashbytes_and_convert_styles_give_what_a_checksum_needs() {
+    let sim = simulator().await;
+    let mut client = connect(sim.addr()).await;
+    let row = one_row(
+        &mut client,
+        "SELECT HASHBYTES('SHA2_256', 'abc'), HASHBYTES('SHA2_256', N'abc'), \
+         LOWER(CONVERT(varchar(64), HASHBYTES('SHA2_256', 'abc'), 2)), \
+         CONVERT(varchar(30), CAST('2024-02-29 12:00:00.1234567' AS datetime2(6)), 121), \
+         CONVERT(char(10), CAST('2024-02-29' AS date), 23), \
+         CONVERT(varchar(30), CAST('2024-02-29 12:00:00.125' AS datetime), 126), \
+         LOWER(CONVERT(varchar(16), CAST(CAST(1.5 AS float) AS binary(8)), 2)), \
+         LEN(N'trailing  ')",
+    )
+    .await;
+    let sha_abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    assert_eq!(row.get::<&[u8], _>(0).map(hex), Some(sha_abc.to_owned()));
+    assert_ne!(
+        row.get::<&[u8], _>(1).map(hex),
+        Some(sha_abc.to_owned()),
+        "nvarchar hashes its UTF-16 bytes"
+    );
+    assert_eq!(row.get::<&str, _>(2), Some(sha_abc));
+    assert_eq!(row.get::<&str, _>(3), Some("2024-02-29 12:00:00.123457"));
+    assert_eq!(row.get::<&str, _>(4), Some("2024-02-29"));
+    assert_eq!(row.get::<&str, _>(5), Some("2024-02-29T12:00:00.127"));
+    assert_eq!(row.get::<&str, _>(6), Some("3ff8000000000000"));
+    assert_eq!(row.get::<i32, _>(7), Some(8));
+}

@@ -7,6 +7,95 @@ use crate::tds::types::{SqlType, SqlValue};
 
 type Result<T> = std::result::Result<T, SqlError>;
 
+/// `CONVERT(to, value, style)`: styles 2 (binary ↔ hex without `0x`), 23 (`yyyy-mm-dd`),
+/// 120 (`yyyy-mm-dd hh:mi:ss`), 121 and 126 (ODBC/ISO with fractional seconds) for date and
+/// time to text; any other style, or none, converts as CAST does.
+pub fn convert_with_style(
+    value: SqlValue,
+    from: SqlType,
+    to: SqlType,
+    style: Option<i64>,
+) -> Result<SqlValue> {
+    let to_text = matches!(
+        to,
+        SqlType::Char { .. }
+            | SqlType::VarChar { .. }
+            | SqlType::NChar { .. }
+            | SqlType::NVarChar { .. }
+    );
+    match (style, &value) {
+        (Some(2), SqlValue::Binary(bytes)) if to_text => {
+            let hex: String = bytes.iter().map(|b| format!("{b:02X}")).collect();
+            convert(SqlValue::Text(hex), SqlType::VarChar { length: None }, to)
+        }
+        (
+            Some(23 | 120 | 121 | 126),
+            SqlValue::Date(_) | SqlValue::DateTime { .. } | SqlValue::DateTimeOffset { .. },
+        ) if to_text => {
+            // A datetime holds 1/300 s ticks and shows them rounded to the millisecond.
+            let shown = match (&value, from) {
+                (SqlValue::DateTime { days, ticks }, SqlType::DateTime) => SqlValue::DateTime {
+                    days: *days,
+                    ticks: (ticks + 5_000) / 10_000 * 10_000,
+                },
+                _ => value.clone(),
+            };
+            let Some(text) =
+                temporal::format(&shown).map(|t| with_fraction_digits(&t, fraction_digits(from)))
+            else {
+                return convert(value, from, to);
+            };
+            let styled = match style {
+                Some(23) => text.chars().take(10).collect(),
+                Some(120) => text.chars().take(19).collect(),
+                Some(126) => text.replacen(' ', "T", 1),
+                _ => text,
+            };
+            convert(
+                SqlValue::Text(styled),
+                SqlType::VarChar { length: None },
+                to,
+            )
+        }
+        _ => convert(value, from, to),
+    }
+}
+
+/// Fractional-second digits a date/time type shows when converted to text.
+fn fraction_digits(sql_type: SqlType) -> usize {
+    match sql_type {
+        SqlType::DateTime => 3,
+        SqlType::SmallDateTime | SqlType::Date => 0,
+        SqlType::Time { scale }
+        | SqlType::DateTime2 { scale }
+        | SqlType::DateTimeOffset { scale } => usize::from(scale),
+        _ => 7,
+    }
+}
+
+/// `text` (with 7 fractional digits) cut to `digits` of them; the point goes when none remain.
+fn with_fraction_digits(text: &str, digits: usize) -> String {
+    let Some(point) = text.find('.') else {
+        return text.to_owned();
+    };
+    let fraction_end = point
+        + 1
+        + text[point + 1..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .count();
+    let kept = if digits == 0 {
+        point
+    } else {
+        point + 1 + digits.min(7)
+    };
+    format!(
+        "{}{}",
+        &text[..kept.min(fraction_end)],
+        &text[fraction_end..]
+    )
+}
+
 /// Converts `value` of type `from` to type `to`.
 pub fn convert(value: SqlValue, from: SqlType, to: SqlType) -> Result<SqlValue> {
     if value == SqlValue::Null {
@@ -216,6 +305,9 @@ fn to_binary(value: SqlValue, from: SqlType, to: SqlType) -> Option<SqlValue> {
             _ => i.to_be_bytes().to_vec(),
         },
         SqlValue::Guid(g) => crate::tds::types::guid_wire_order(&g).to_vec(),
+        // IEEE-754, big-endian, as SQL Server stores floats.
+        SqlValue::Float(f) if from == SqlType::Real => (f as f32).to_be_bytes().to_vec(),
+        SqlValue::Float(f) => f.to_be_bytes().to_vec(),
         _ => return None,
     };
     Some(SqlValue::Binary(match to {

@@ -185,6 +185,32 @@ pub fn evaluate(expr: &Expr, scope: Scope<'_>) -> Result<Typed, SqlError> {
             }))
         }
         Expr::Function(function) => super::functions::scalar(function, scope),
+        Expr::Convert {
+            expr,
+            data_type: Some(data_type),
+            styles,
+            ..
+        } => {
+            let target = datatype::parse(&data_type.to_string())
+                .ok_or_else(|| error::not_implemented(&format!("the type {data_type}")))?;
+            let source = evaluate(expr, scope)?;
+            let style = match styles.first() {
+                Some(style) => match evaluate(style, scope)?.value {
+                    SqlValue::Int(n) => Some(n),
+                    _ => return Err(error::syntax(&style.to_string())),
+                },
+                None => None,
+            };
+            Ok(Typed {
+                sql_type: target,
+                value: super::convert::convert_with_style(
+                    source.value,
+                    source.sql_type,
+                    target,
+                    style,
+                )?,
+            })
+        }
         other => Err(error::not_implemented(&format!("the expression `{other}`"))),
     }
 }
