@@ -20,12 +20,19 @@ async fn ints(client: &mut SqlClient, sql: &str) -> Vec<Option<i32>> {
 const ORDERS: &str = "CREATE TABLE dbo.orders (id int NOT NULL PRIMARY KEY, customer nvarchar(20) NOT NULL, \
                       total decimal(12,2) NULL, note varchar(5) NULL)";
 
-#[tokio::test]
-async fn multi_row_inserts_and_parameters_land_in_key_order() {
+/// A connection to a database of the test's own holding an empty `dbo.orders`; keep the
+/// target alive for as long as the connection is used.
+async fn with_orders() -> (Target, SqlClient) {
     let target = Target::new().await;
     let mut client = target.connect().await;
     fresh_database(&mut client).await;
     run(&mut client, ORDERS).await;
+    (target, client)
+}
+
+#[tokio::test]
+async fn multi_row_inserts_and_parameters_land_in_key_order() {
+    let (_target, mut client) = with_orders().await;
     let result = client.execute("INSERT INTO dbo.orders (id, customer, total) VALUES (3, N'c', 3.50), (1, N'a', 1.25), (@P1, @P2, NULL)", &[&2i32, &"b"]).await.unwrap();
     assert_eq!(result.rows_affected(), &[3]);
     assert_eq!(
@@ -48,10 +55,7 @@ async fn multi_row_inserts_and_parameters_land_in_key_order() {
 
 #[tokio::test]
 async fn where_order_by_top_and_offset_fetch_select_the_right_rows() {
-    let target = Target::new().await;
-    let mut client = target.connect().await;
-    fresh_database(&mut client).await;
-    run(&mut client, ORDERS).await;
+    let (_target, mut client) = with_orders().await;
     let values: Vec<String> = (1..=20)
         .map(|i| format!("({i}, N'c{}', {i}.00, NULL)", i % 3))
         .collect();
@@ -109,10 +113,7 @@ async fn where_order_by_top_and_offset_fetch_select_the_right_rows() {
 
 #[tokio::test]
 async fn constraint_and_name_errors_carry_sql_servers_numbers() {
-    let target = Target::new().await;
-    let mut client = target.connect().await;
-    fresh_database(&mut client).await;
-    run(&mut client, ORDERS).await;
+    let (_target, mut client) = with_orders().await;
     run(
         &mut client,
         "INSERT INTO orders (id, customer) VALUES (1, N'a')",
@@ -165,10 +166,7 @@ async fn constraint_and_name_errors_carry_sql_servers_numbers() {
 
 #[tokio::test]
 async fn a_failing_row_undoes_its_whole_statement() {
-    let target = Target::new().await;
-    let mut client = target.connect().await;
-    fresh_database(&mut client).await;
-    run(&mut client, ORDERS).await;
+    let (_target, mut client) = with_orders().await;
     assert_eq!(
         error_number(
             &mut client,
@@ -227,10 +225,7 @@ async fn rollback_discards_and_commit_publishes_to_other_sessions() {
 
 #[tokio::test]
 async fn an_error_inside_a_transaction_undoes_only_its_statement() {
-    let target = Target::new().await;
-    let mut client = target.connect().await;
-    fresh_database(&mut client).await;
-    run(&mut client, ORDERS).await;
+    let (_target, mut client) = with_orders().await;
     run(
         &mut client,
         "BEGIN TRAN; INSERT INTO orders (id, customer) VALUES (1, N'a')",
@@ -250,10 +245,7 @@ async fn an_error_inside_a_transaction_undoes_only_its_statement() {
 
 #[tokio::test]
 async fn updates_move_rows_when_the_key_changes_and_deletes_count() {
-    let target = Target::new().await;
-    let mut client = target.connect().await;
-    fresh_database(&mut client).await;
-    run(&mut client, ORDERS).await;
+    let (_target, mut client) = with_orders().await;
     run(
         &mut client,
         "INSERT INTO orders (id, customer) VALUES (1, N'a'), (2, N'b'), (3, N'c')",
