@@ -35,6 +35,7 @@ TOML
 
 stop_services() {
   trap - INT TERM EXIT
+  [ ${#pids[@]} -gt 0 ] || return 0
   echo
   echo "==> stopping the services"
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
@@ -53,7 +54,9 @@ wait_listening() {
   return 1
 }
 
-trap stop_services INT TERM EXIT
+# Ctrl-C or SIGTERM: stop the services and end quietly; any other exit stops them too.
+trap 'stop_services; exit 0' INT TERM
+trap stop_services EXIT
 for service in "${services[@]}"; do
   write_config "$service"
   VAULT_TOKEN="$CDC_VAULT_TOKEN" "$root/target/debug/cdc-$service" --config "$demo_dir/$service.toml" \
