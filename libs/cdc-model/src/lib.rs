@@ -5,6 +5,7 @@
 
 pub mod calendar;
 pub mod canonical;
+pub mod dead_letter;
 pub mod decimal;
 pub mod error;
 pub mod key;

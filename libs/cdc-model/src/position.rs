@@ -55,6 +55,41 @@ impl SourcePosition {
         })
     }
 
+    /// Length of [`SourcePosition::to_ordered_bytes`].
+    pub const ORDERED_LEN: usize = 25;
+
+    /// A byte string whose lexicographic (memcmp) order is the positions' order, so that a
+    /// database can compare positions as plain `bytea`: commit LSN, command id with its sign bit
+    /// flipped (big-endian), seqval, operation.
+    pub fn to_ordered_bytes(&self) -> [u8; Self::ORDERED_LEN] {
+        let mut out = [0u8; Self::ORDERED_LEN];
+        out[..10].copy_from_slice(self.commit_lsn.as_bytes());
+        out[10..14].copy_from_slice(&((self.command_id as u32) ^ 0x8000_0000).to_be_bytes());
+        out[14..24].copy_from_slice(self.seqval.as_bytes());
+        // Operations are 0..=4 (checked on every way in), so one byte holds them.
+        out[24] = self.operation as u8;
+        out
+    }
+
+    /// Reads bytes made by [`SourcePosition::to_ordered_bytes`].
+    pub fn from_ordered_bytes(bytes: &[u8]) -> Result<SourcePosition> {
+        if bytes.len() != Self::ORDERED_LEN || bytes[24] > 4 {
+            return Err(Error::InvalidValue(format!(
+                "an ordered source position is {} bytes ending in an operation 0..=4, got {} bytes",
+                Self::ORDERED_LEN,
+                bytes.len()
+            )));
+        }
+        let mut command = [0u8; 4];
+        command.copy_from_slice(&bytes[10..14]);
+        Ok(SourcePosition {
+            commit_lsn: Lsn::from_bytes(&bytes[..10])?,
+            command_id: (u32::from_be_bytes(command) ^ 0x8000_0000) as i32,
+            seqval: Lsn::from_bytes(&bytes[14..24])?,
+            operation: i32::from(bytes[24]),
+        })
+    }
+
     /// The protobuf form.
     pub fn to_proto(&self) -> proto::SourcePosition {
         proto::SourcePosition {

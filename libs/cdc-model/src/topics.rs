@@ -48,7 +48,8 @@ impl Topics {
         self.table_topic("clean", table)
     }
 
-    /// Table schemas, compacted, keyed by fingerprint.
+    /// Table schemas, compacted: key = the schema's fingerprint (UTF-8, see
+    /// [`crate::schema::fingerprint`]), value = the protobuf `TableSchema`.
     pub fn schemas(&self) -> String {
         format!("{}.schemas", self.prefix)
     }

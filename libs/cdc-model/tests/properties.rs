@@ -102,6 +102,13 @@ proptest! {
     }
 
     #[test]
+    fn ordered_position_bytes_sort_as_positions_and_round_trip(a in position(), b in position()) {
+        let (bytes_a, bytes_b) = (a.to_ordered_bytes(), b.to_ordered_bytes());
+        prop_assert_eq!(bytes_a.cmp(&bytes_b), a.cmp(&b));
+        prop_assert_eq!(SourcePosition::from_ordered_bytes(&bytes_a).unwrap(), a);
+    }
+
+    #[test]
     fn positions_round_trip_through_protobuf(p in position()) {
         prop_assert_eq!(SourcePosition::from_proto(&p.to_proto()).unwrap(), p);
     }

@@ -1,8 +1,13 @@
-//! Configuration of the loader: the kit's sections plus its own.
+//! Configuration of the loader: the kit's sections plus PostgreSQL, the target layout, batching
+//! and retries.
 
-use cdc_service_kit::config::{GrpcConfig, MetricsConfig, TelemetryConfig, VaultConfig};
-use cdc_service_kit::{FieldError, KafkaConfig, ServiceConfig};
+use cdc_service_kit::config::{
+    GrpcConfig, MetricsConfig, TelemetryConfig, VaultConfig, field_error,
+};
+use cdc_service_kit::{FieldError, KafkaConfig, SecretRef, ServiceConfig};
 use serde::Deserialize;
+
+use crate::naming::TableNameTemplate;
 
 /// The loader's configuration file.
 #[derive(Debug, Deserialize)]
@@ -19,12 +24,330 @@ pub struct LoaderConfig {
     pub vault: Option<VaultConfig>,
     /// Kafka cluster.
     pub kafka: KafkaConfig,
+    /// How the loader consumes its topics.
+    #[serde(default)]
+    pub consumer: ConsumerConfig,
+    /// The target database.
+    pub postgres: PostgresConfig,
+    /// Where and how rows land.
+    #[serde(default)]
+    pub target: TargetConfig,
+    /// Batch sizes.
+    #[serde(default)]
+    pub batch: BatchConfig,
+    /// Back-off while PostgreSQL is unreachable.
+    #[serde(default)]
+    pub retry: RetryConfig,
+}
+
+/// Consumer group and topic selection.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumerConfig {
+    /// Kafka consumer group; every loader instance of one pipeline shares it.
+    #[serde(default = "default_group_id")]
+    pub group_id: String,
+    /// Which clean topics to load, as a regular expression over the escaped table part
+    /// `<db>.<schema>.<table>` (librdkafka syntax); default every table.
+    #[serde(default = "default_table_pattern")]
+    pub table_pattern: String,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        ConsumerConfig {
+            group_id: default_group_id(),
+            table_pattern: default_table_pattern(),
+        }
+    }
+}
+
+fn default_group_id() -> String {
+    "cdc-loader".to_owned()
+}
+
+fn default_table_pattern() -> String {
+    ".*".to_owned()
+}
+
+/// Connection to PostgreSQL.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// `postgres://user@host:port/database` (a password here is refused: use `password`).
+    pub url: String,
+    /// The password, as a secret reference (`vault:secret/cdc/postgres#password`, `env:VAR`).
+    pub password: Option<SecretRef>,
+    /// Timeout of one connection attempt.
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+}
+
+fn default_connect_timeout_ms() -> u64 {
+    5_000
+}
+
+/// What happens to a deleted source row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeleteMode {
+    /// The target row is deleted; a tombstone remembers the delete's position so that a late
+    /// snapshot read cannot bring the row back.
+    Hard,
+    /// The target row stays with `_cdc_deleted_at` set.
+    Soft,
+}
+
+/// What happens to a target column the source no longer has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DroppedColumns {
+    /// Kept, made nullable, no longer written.
+    Keep,
+    /// Dropped from the target table too.
+    Drop,
+}
+
+/// Target layout.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    /// PostgreSQL schema that receives the tables (created if missing).
+    #[serde(default = "default_target_schema")]
+    pub schema: String,
+    /// Target table name, from `{database}`, `{schema}` and `{table}` of the source table.
+    #[serde(default = "default_table_name")]
+    pub table_name: String,
+    /// PostgreSQL schema of the loader's own tables (offsets, tombstones, replays).
+    #[serde(default = "default_state_schema")]
+    pub state_schema: String,
+    /// `hard` (default) or `soft`.
+    #[serde(default = "default_delete_mode")]
+    pub delete_mode: DeleteMode,
+    /// `keep` (default) or `drop`.
+    #[serde(default = "default_dropped_columns")]
+    pub dropped_columns: DroppedColumns,
+    /// How long delete tombstones are kept; a re-snapshot must finish within it.
+    #[serde(default = "default_tombstone_retention_hours")]
+    pub tombstone_retention_hours: u64,
+}
+
+impl Default for TargetConfig {
+    fn default() -> Self {
+        TargetConfig {
+            schema: default_target_schema(),
+            table_name: default_table_name(),
+            state_schema: default_state_schema(),
+            delete_mode: default_delete_mode(),
+            dropped_columns: default_dropped_columns(),
+            tombstone_retention_hours: default_tombstone_retention_hours(),
+        }
+    }
+}
+
+fn default_target_schema() -> String {
+    "public".to_owned()
+}
+
+fn default_table_name() -> String {
+    "{table}".to_owned()
+}
+
+fn default_state_schema() -> String {
+    "cdc_loader".to_owned()
+}
+
+fn default_delete_mode() -> DeleteMode {
+    DeleteMode::Hard
+}
+
+fn default_dropped_columns() -> DroppedColumns {
+    DroppedColumns::Keep
+}
+
+fn default_tombstone_retention_hours() -> u64 {
+    7 * 24
+}
+
+/// Batching: a batch closes at whichever limit comes first.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchConfig {
+    /// Events per batch.
+    #[serde(default = "default_max_rows")]
+    pub max_rows: usize,
+    /// Bytes of event payload per batch.
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: usize,
+    /// How long a batch waits for more events once it holds one.
+    #[serde(default = "default_max_wait_ms")]
+    pub max_wait_ms: u64,
+    /// Batches read ahead while one is applied (memory is at most this plus one batch).
+    #[serde(default = "default_queue_depth")]
+    pub queue_depth: usize,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            max_rows: default_max_rows(),
+            max_bytes: default_max_bytes(),
+            max_wait_ms: default_max_wait_ms(),
+            queue_depth: default_queue_depth(),
+        }
+    }
+}
+
+fn default_max_rows() -> usize {
+    20_000
+}
+
+fn default_max_bytes() -> usize {
+    32 * 1024 * 1024
+}
+
+fn default_max_wait_ms() -> u64 {
+    100
+}
+
+fn default_queue_depth() -> usize {
+    2
+}
+
+/// Exponential back-off between attempts when PostgreSQL fails transiently.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// First wait.
+    #[serde(default = "default_initial_backoff_ms")]
+    pub initial_backoff_ms: u64,
+    /// Longest wait.
+    #[serde(default = "default_max_backoff_ms")]
+    pub max_backoff_ms: u64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            initial_backoff_ms: default_initial_backoff_ms(),
+            max_backoff_ms: default_max_backoff_ms(),
+        }
+    }
+}
+
+fn default_initial_backoff_ms() -> u64 {
+    200
+}
+
+fn default_max_backoff_ms() -> u64 {
+    10_000
 }
 
 impl ServiceConfig for LoaderConfig {
     cdc_service_kit::kit_sections!();
 
+    fn service_secret_refs(&self) -> Vec<(&'static str, &SecretRef)> {
+        self.postgres
+            .password
+            .as_ref()
+            .map(|password| ("postgres.password", password))
+            .into_iter()
+            .collect()
+    }
+
     fn validate_service(&self, errors: &mut Vec<FieldError>) {
         self.kafka.validate(errors);
+        self.validate_postgres(errors);
+        self.validate_target(errors);
+        self.validate_limits(errors);
+    }
+}
+
+impl LoaderConfig {
+    fn validate_postgres(&self, errors: &mut Vec<FieldError>) {
+        match url::Url::parse(&self.postgres.url) {
+            Ok(url) if !matches!(url.scheme(), "postgres" | "postgresql") => errors.push(
+                field_error("postgres.url", "expected a postgres:// URL".to_owned()),
+            ),
+            Ok(url) if url.password().is_some() => errors.push(field_error(
+                "postgres.url",
+                "holds a password; put it in `postgres.password` as a secret reference".to_owned(),
+            )),
+            Ok(_) => {}
+            Err(e) => errors.push(field_error("postgres.url", format!("not a URL: {e}"))),
+        }
+    }
+
+    fn validate_target(&self, errors: &mut Vec<FieldError>) {
+        for (key, name) in [
+            ("target.schema", &self.target.schema),
+            ("target.state_schema", &self.target.state_schema),
+        ] {
+            if let Err(reason) = crate::naming::check_identifier(name) {
+                errors.push(field_error(key, reason));
+            }
+        }
+        if self.target.schema == self.target.state_schema {
+            errors.push(field_error(
+                "target.state_schema",
+                "must differ from target.schema, so no source table can collide with the loader's own"
+                    .to_owned(),
+            ));
+        }
+        if let Err(reason) = TableNameTemplate::parse(&self.target.table_name) {
+            errors.push(field_error("target.table_name", reason));
+        }
+        if self.consumer.group_id.trim().is_empty() {
+            errors.push(field_error(
+                "consumer.group_id",
+                "must not be empty".to_owned(),
+            ));
+        }
+    }
+
+    fn validate_limits(&self, errors: &mut Vec<FieldError>) {
+        let checks = [
+            ("batch.max_rows", self.batch.max_rows as u64, 1, 1_000_000),
+            (
+                "batch.max_bytes",
+                self.batch.max_bytes as u64,
+                1024,
+                1 << 30,
+            ),
+            ("batch.max_wait_ms", self.batch.max_wait_ms, 1, 60_000),
+            ("batch.queue_depth", self.batch.queue_depth as u64, 1, 64),
+            (
+                "retry.initial_backoff_ms",
+                self.retry.initial_backoff_ms,
+                1,
+                60_000,
+            ),
+            (
+                "retry.max_backoff_ms",
+                self.retry.max_backoff_ms,
+                1,
+                600_000,
+            ),
+            (
+                "postgres.connect_timeout_ms",
+                self.postgres.connect_timeout_ms,
+                100,
+                600_000,
+            ),
+        ];
+        for (key, value, low, high) in checks {
+            if !(low..=high).contains(&value) {
+                errors.push(field_error(
+                    key,
+                    format!("{value} is not within {low}..={high}"),
+                ));
+            }
+        }
+        if self.retry.max_backoff_ms < self.retry.initial_backoff_ms {
+            errors.push(field_error(
+                "retry.max_backoff_ms",
+                "must be at least retry.initial_backoff_ms".to_owned(),
+            ));
+        }
     }
 }

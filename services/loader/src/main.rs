@@ -1,13 +1,8 @@
 //! `cdc-loader`: applies change events to PostgreSQL, idempotently and in batches.
 
-mod config;
-
 use std::process::ExitCode;
 
-use cdc_service_kit::grpc::ExtraServices;
-use cdc_service_kit::{ServiceContext, ServiceSpec, Started};
-
-use crate::config::LoaderConfig;
+use cdc_service_kit::ServiceSpec;
 
 /// Identity and default ports of this binary.
 const SPEC: ServiceSpec = ServiceSpec {
@@ -18,19 +13,5 @@ const SPEC: ServiceSpec = ServiceSpec {
 };
 
 fn main() -> ExitCode {
-    cdc_service_kit::runtime::main(SPEC, start)
-}
-
-/// Starts the loader's work. Its data path lands with its own issue; until then it serves the
-/// control plane and keeps the Kafka connection's state in status.
-async fn start(context: ServiceContext<LoaderConfig>) -> anyhow::Result<Started> {
-    let worker = cdc_service_kit::kafka::connectivity_worker(
-        context.config.kafka.clone(),
-        context.state.clone(),
-        context.shutdown.clone(),
-    );
-    Ok(Started {
-        services: ExtraServices::default(),
-        worker,
-    })
+    cdc_service_kit::runtime::main(SPEC, cdc_loader::service::start)
 }

@@ -1,0 +1,67 @@
+//! The loader's metrics: names in one place, described once at start-up, emitted per batch.
+
+use crate::naming::TargetTable;
+
+/// Events applied, by table and operation.
+pub const ROWS_APPLIED: &str = "cdc_loader_rows_applied_total";
+/// Events per applied batch.
+pub const BATCH_ROWS: &str = "cdc_loader_batch_rows";
+/// Time to apply one batch, transaction included.
+pub const APPLY_DURATION: &str = "cdc_loader_apply_duration_seconds";
+/// Time of the final COMMIT of one batch.
+pub const COMMIT_DURATION: &str = "cdc_loader_commit_duration_seconds";
+/// Now minus the source commit time of the table's newest applied event.
+pub const LAG: &str = "cdc_loader_lag_seconds";
+/// Events sent to the dead-letter topic, by table.
+pub const DEAD_LETTERS: &str = "cdc_loader_dead_letters_total";
+/// 1 while a table is paused.
+pub const TABLE_PAUSED: &str = "cdc_loader_table_paused";
+/// Batches retried after a transient PostgreSQL failure.
+pub const RETRIES: &str = "cdc_loader_retries_total";
+/// DDL statements run to create or evolve target tables, by table.
+pub const SCHEMA_CHANGES: &str = "cdc_loader_schema_changes_total";
+
+/// Describes every loader metric.
+pub fn describe() {
+    metrics::describe_counter!(
+        ROWS_APPLIED,
+        "Change events applied to PostgreSQL, by table and operation."
+    );
+    metrics::describe_histogram!(BATCH_ROWS, "Change events per applied batch.");
+    metrics::describe_histogram!(
+        APPLY_DURATION,
+        metrics::Unit::Seconds,
+        "Time to apply one batch, its transaction included."
+    );
+    metrics::describe_histogram!(
+        COMMIT_DURATION,
+        metrics::Unit::Seconds,
+        "Time of one batch's COMMIT."
+    );
+    metrics::describe_gauge!(
+        LAG,
+        metrics::Unit::Seconds,
+        "Now minus the source commit time of the table's newest applied event."
+    );
+    metrics::describe_counter!(
+        DEAD_LETTERS,
+        "Events sent to the loader's dead-letter topic, by table."
+    );
+    metrics::describe_gauge!(
+        TABLE_PAUSED,
+        "1 while the table is paused (by an operator or an incompatible schema change)."
+    );
+    metrics::describe_counter!(
+        RETRIES,
+        "Batches retried after a transient PostgreSQL failure."
+    );
+    metrics::describe_counter!(
+        SCHEMA_CHANGES,
+        "DDL statements run to create or evolve target tables."
+    );
+}
+
+/// Label value of a table.
+pub fn table_label(table: &TargetTable) -> String {
+    table.to_string()
+}

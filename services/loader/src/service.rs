@@ -1,0 +1,235 @@
+//! Wiring: builds the loader's parts from configuration and runs its work loop.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use cdc_model::Topics;
+use cdc_service_kit::grpc::ExtraServices;
+use cdc_service_kit::proto::State;
+use cdc_service_kit::{ServiceContext, ServiceState, Started};
+use tokio_util::sync::CancellationToken;
+
+use crate::apply::{Applier, ApplySettings};
+use crate::config::LoaderConfig;
+use crate::dead_letters::DeadLetterSink;
+use crate::grpc::{ApplierRequest, LoaderControl};
+use crate::naming::TableNameTemplate;
+use crate::proto::loader_server::LoaderServer;
+use crate::schemas::SchemaRegistry;
+use crate::source::{Batch, SourceSetup};
+use crate::store::{Connector, OffsetStore};
+use crate::tables::Tables;
+use crate::target::Layout;
+
+/// Status component of the PostgreSQL connection.
+const POSTGRES_COMPONENT: &str = "postgres";
+/// How often tombstones are pruned and lag gauges refreshed.
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Starts the loader (the kit calls this once configuration and secrets are ready).
+pub async fn start(context: ServiceContext<LoaderConfig>) -> anyhow::Result<Started> {
+    let config = context.config.clone();
+    let password = match &config.postgres.password {
+        Some(_) => Some(context.secrets.get("postgres.password")?.clone()),
+        None => None,
+    };
+    let connector = Connector::new(&config.postgres, password.as_ref())?;
+    let topics = Topics::new(&config.kafka.topic_prefix)?;
+    let client_config = config.kafka.client_config();
+    let table_names = TableNameTemplate::parse(&config.target.table_name)
+        .map_err(|e| anyhow::anyhow!("target.table_name: {e}"))?;
+    crate::metrics::describe();
+    let tables = Tables::default();
+    let schemas = SchemaRegistry::start(
+        client_config.clone(),
+        topics.schemas(),
+        context.shutdown.clone(),
+    );
+    let dead_letters = DeadLetterSink::new(&client_config, topics.dlq_loader())?;
+    let (source_commands, source_receiver) = mpsc::channel();
+    let (applier_requests, applier_receiver) = tokio::sync::mpsc::channel(8);
+    let control = LoaderControl::new(
+        tables.clone(),
+        source_commands.clone(),
+        applier_requests,
+        client_config.clone(),
+        topics.dlq_loader(),
+    );
+    let settings = ApplySettings {
+        target_schema: config.target.schema.clone(),
+        table_names,
+        state_schema: config.target.state_schema.clone(),
+        group: config.consumer.group_id.clone(),
+        layout: Layout {
+            delete_mode: config.target.delete_mode,
+            dropped_columns: config.target.dropped_columns,
+        },
+        retry: config.retry.clone(),
+    };
+    let applier = Applier::new(
+        settings,
+        connector.clone(),
+        schemas,
+        tables.clone(),
+        dead_letters,
+        Some(source_commands),
+        context.shutdown.clone(),
+    );
+    let setup = SourceSetup {
+        client_config: client_config.clone(),
+        group_id: config.consumer.group_id.clone(),
+        topic_pattern: format!(
+            "^{}\\.clean\\.{}$",
+            config.kafka.topic_prefix, config.consumer.table_pattern
+        ),
+        batch: config.batch.clone(),
+        store: OffsetStore::new(
+            connector.pool(),
+            &config.target.state_schema,
+            &config.consumer.group_id,
+        ),
+        tables,
+        runtime: tokio::runtime::Handle::current(),
+        shutdown: context.shutdown.clone(),
+    };
+    let probe = cdc_service_kit::kafka::probe_until(
+        config.kafka.clone(),
+        context.state.clone(),
+        Duration::from_secs(10),
+        context.shutdown.clone(),
+    );
+    tokio::spawn(probe);
+    let work = Work {
+        applier,
+        connector,
+        state_schema: config.target.state_schema.clone(),
+        tombstone_retention_hours: config.target.tombstone_retention_hours,
+        dead_letter_topic: topics.dlq_loader(),
+        state: context.state.clone(),
+        shutdown: context.shutdown.clone(),
+    };
+    let services = ExtraServices::default().add(
+        LoaderServer::new(control),
+        crate::proto::FILE_DESCRIPTOR_SET,
+    );
+    Ok(Started {
+        services,
+        worker: Box::pin(work.run(setup, source_receiver, applier_receiver)),
+    })
+}
+
+struct Work {
+    applier: Applier,
+    connector: Connector,
+    state_schema: String,
+    tombstone_retention_hours: u64,
+    dead_letter_topic: String,
+    state: ServiceState,
+    shutdown: CancellationToken,
+}
+
+impl Work {
+    async fn run(
+        mut self,
+        setup: SourceSetup,
+        source_commands: mpsc::Receiver<crate::source::SourceCommand>,
+        mut requests: tokio::sync::mpsc::Receiver<ApplierRequest>,
+    ) -> anyhow::Result<()> {
+        if !self.bootstrap().await {
+            return Ok(());
+        }
+        let (mut batches, consumer_thread) = crate::source::start(setup, source_commands)?;
+        let mut housekeeping = tokio::time::interval(HOUSEKEEPING_INTERVAL);
+        loop {
+            tokio::select! {
+                batch = batches.recv() => match batch {
+                    Some(batch) => {
+                        if !self.apply(batch).await {
+                            break;
+                        }
+                    }
+                    None => break,
+                },
+                Some(request) = requests.recv() => self.serve(request).await,
+                _ = housekeeping.tick() => self.housekeeping().await,
+                () = self.shutdown.cancelled() => break,
+            }
+        }
+        drop(batches);
+        let _ = tokio::task::spawn_blocking(move || consumer_thread.join()).await;
+        Ok(())
+    }
+
+    /// Creates the state tables, retrying while PostgreSQL is unreachable; false on shutdown.
+    async fn bootstrap(&self) -> bool {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let attempt = async {
+                let mut connection = self.connector.connect().await?;
+                crate::store::bootstrap(&mut connection, &self.state_schema).await
+            };
+            match attempt.await {
+                Ok(()) => {
+                    self.state
+                        .set_component(POSTGRES_COMPONENT, State::Running, "connected");
+                    return true;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot prepare the loader's state tables; retrying");
+                    self.state
+                        .set_component(POSTGRES_COMPONENT, State::Degraded, e.to_string());
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = self.shutdown.cancelled() => return false,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        }
+    }
+
+    async fn apply(&mut self, batch: Batch) -> bool {
+        if !self.state.wait_until_resumed(&self.shutdown).await {
+            return false;
+        }
+        let applied = self.applier.apply(batch).await;
+        if applied {
+            self.state
+                .set_component(POSTGRES_COMPONENT, State::Running, "applying");
+        }
+        applied
+    }
+
+    async fn serve(&mut self, request: ApplierRequest) {
+        match request {
+            ApplierRequest::Replayed(reply) => {
+                let _ = reply.send(self.applier.replayed(&self.dead_letter_topic).await);
+            }
+            ApplierRequest::Replay(letters, reply) => {
+                let results = self.applier.replay(&self.dead_letter_topic, letters).await;
+                let _ = reply.send(results);
+            }
+        }
+    }
+
+    async fn housekeeping(&mut self) {
+        for (table, lag, paused) in self.applier.tables().lags() {
+            let label = crate::metrics::table_label(&table);
+            ::metrics::gauge!(crate::metrics::LAG, "table" => label.clone()).set(lag);
+            ::metrics::gauge!(crate::metrics::TABLE_PAUSED, "table" => label).set(if paused {
+                1.0
+            } else {
+                0.0
+            });
+        }
+        match self
+            .applier
+            .prune_tombstones(self.tombstone_retention_hours)
+            .await
+        {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(pruned, "old delete tombstones removed"),
+            Err(e) => tracing::warn!(error = %e, "cannot prune delete tombstones"),
+        }
+    }
+}

@@ -1,0 +1,510 @@
+//! The Kafka side: a consumer-group member on a thread of its own that reads the clean topics
+//! (read_committed), starts every assigned partition at the offset stored in PostgreSQL, cuts
+//! batches, and hands them to the applier through a bounded queue (which is the backpressure:
+//! when the applier falls behind, this thread waits and memory stays bounded).
+//!
+//! Kafka's own committed offsets are written after PostgreSQL commits, for operators' lag
+//! tools only; PostgreSQL's are the truth.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, mpsc};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::KafkaResult;
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
+use tokio::runtime::Handle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::BatchConfig;
+use crate::event::{Provenance, Record};
+use crate::store::{OffsetStore, PartitionId};
+use crate::tables::Tables;
+
+/// The offsets of one partition that a batch covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionSpan {
+    /// The stored next offset this batch expects to find (`None`: nothing stored yet).
+    pub expected: Option<i64>,
+    /// The next offset to store once the batch is applied.
+    pub next_offset: i64,
+    /// The partition's epoch when the batch was cut (a rewind or assignment starts a new one).
+    pub epoch: u64,
+}
+
+/// Records to apply together, with the offsets they cover.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// Records in consumption order.
+    pub records: Vec<Record>,
+    /// Per partition, the span the records cover.
+    pub partitions: BTreeMap<PartitionId, PartitionSpan>,
+    bytes: usize,
+}
+
+impl Batch {
+    fn push(&mut self, record: Record, expected: Option<i64>, epoch: u64) {
+        let id = (record.provenance.topic.clone(), record.provenance.partition);
+        let next_offset = record.provenance.offset + 1;
+        self.partitions
+            .entry(id)
+            .and_modify(|span| span.next_offset = next_offset)
+            .or_insert(PartitionSpan {
+                expected,
+                next_offset,
+                epoch,
+            });
+        self.bytes += record.size();
+        self.records.push(record);
+    }
+
+    fn drop_partition(&mut self, id: &PartitionId) {
+        if self.partitions.remove(id).is_some() {
+            self.records
+                .retain(|r| r.provenance.topic != id.0 || r.provenance.partition != id.1);
+            self.bytes = self.records.iter().map(Record::size).sum();
+        }
+    }
+}
+
+/// What the applier tells the consumer thread.
+#[derive(Debug)]
+pub enum SourceCommand {
+    /// These next offsets are committed in PostgreSQL (mirror them to Kafka).
+    Committed(Vec<(PartitionId, i64)>),
+    /// The stored offset is not what a batch of `epoch` expected: read again from `offset`.
+    Rewind {
+        /// The partition.
+        partition: PartitionId,
+        /// The epoch of the refused batch.
+        epoch: u64,
+        /// Where to read from (`None`: the beginning).
+        offset: Option<i64>,
+    },
+    /// Stop reading these topics (their tables are paused).
+    Pause(Vec<String>),
+    /// Read these topics again from their stored offsets.
+    Resume(Vec<String>),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct PartitionState {
+    expected: Option<i64>,
+    epoch: u64,
+}
+
+#[derive(Default)]
+struct PollState {
+    partitions: HashMap<PartitionId, PartitionState>,
+    batch: Batch,
+    next_epoch: u64,
+    pending_seeks: HashMap<PartitionId, Option<i64>>,
+}
+
+impl PollState {
+    fn start_partition(&mut self, id: PartitionId, expected: Option<i64>) {
+        self.next_epoch += 1;
+        self.batch.drop_partition(&id);
+        self.partitions.insert(
+            id,
+            PartitionState {
+                expected,
+                epoch: self.next_epoch,
+            },
+        );
+    }
+}
+
+/// The consumer's callbacks: assignment starts partitions at their stored offsets.
+pub struct LoaderContext {
+    runtime: Handle,
+    store: OffsetStore,
+    tables: Tables,
+    state: Arc<Mutex<PollState>>,
+    shutdown: CancellationToken,
+}
+
+impl LoaderContext {
+    fn state(&self) -> MutexGuard<'_, PollState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Stored offsets, retried until PostgreSQL answers (the group waits meanwhile).
+    fn stored_offsets(&self, partitions: &[PartitionId]) -> Option<HashMap<PartitionId, i64>> {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match self.runtime.block_on(self.store.load(partitions)) {
+                Ok(stored) => return Some(stored),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read stored offsets for the assignment; retrying");
+                }
+            }
+            if self.shutdown.is_cancelled() {
+                return None;
+            }
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    fn assign(&self, consumer: &BaseConsumer<Self>, assignment: &mut TopicPartitionList) {
+        let partitions: Vec<PartitionId> = assignment
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .collect();
+        let Some(stored) = self.stored_offsets(&partitions) else {
+            return;
+        };
+        {
+            let mut state = self.state();
+            for id in &partitions {
+                let expected = stored.get(id).copied();
+                let offset = expected.map_or(Offset::Beginning, Offset::Offset);
+                if let Err(e) = assignment.set_partition_offset(&id.0, id.1, offset) {
+                    tracing::error!(topic = %id.0, partition = id.1, error = %e, "cannot set the start offset");
+                }
+                state.start_partition(id.clone(), expected);
+            }
+        }
+        tracing::info!(
+            partitions = partitions.len(),
+            "partitions assigned; starting at stored offsets"
+        );
+        if let Err(e) = consumer.assign(assignment) {
+            tracing::error!(error = %e, "assignment failed");
+        }
+        let paused = self.tables.paused_topics();
+        pause_topics(consumer, &partitions, &paused);
+    }
+
+    fn revoke(&self, consumer: &BaseConsumer<Self>) {
+        {
+            let mut state = self.state();
+            let revoked: Vec<PartitionId> = state.partitions.keys().cloned().collect();
+            for id in &revoked {
+                state.batch.drop_partition(id);
+            }
+            state.partitions.clear();
+            state.pending_seeks.clear();
+        }
+        tracing::info!("partitions revoked");
+        if let Err(e) = consumer.unassign() {
+            tracing::error!(error = %e, "unassignment failed");
+        }
+    }
+}
+
+impl ClientContext for LoaderContext {}
+
+impl ConsumerContext for LoaderContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        error: RDKafkaRespErr,
+        assignment: &mut TopicPartitionList,
+    ) {
+        match error {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.assign(consumer, assignment)
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => self.revoke(consumer),
+            other => tracing::error!(error = ?other, "rebalance failed"),
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "mirroring offsets to Kafka failed (informational only)");
+        }
+    }
+}
+
+fn pause_topics(
+    consumer: &BaseConsumer<LoaderContext>,
+    partitions: &[PartitionId],
+    topics: &BTreeSet<String>,
+) {
+    let list = partition_list(
+        partitions
+            .iter()
+            .filter(|(topic, _)| topics.contains(topic)),
+    );
+    if list.count() > 0
+        && let Err(e) = consumer.pause(&list)
+    {
+        tracing::error!(error = %e, "cannot pause partitions of paused tables");
+    }
+}
+
+fn partition_list<'a>(partitions: impl Iterator<Item = &'a PartitionId>) -> TopicPartitionList {
+    let mut list = TopicPartitionList::new();
+    for (topic, partition) in partitions {
+        list.add_partition(topic, *partition);
+    }
+    list
+}
+
+/// Everything the consumer thread needs.
+pub struct SourceSetup {
+    /// Client configuration (bootstrap servers and extra properties).
+    pub client_config: ClientConfig,
+    /// Consumer group.
+    pub group_id: String,
+    /// Subscription, a `^…` regular expression.
+    pub topic_pattern: String,
+    /// Batch limits.
+    pub batch: BatchConfig,
+    /// Stored offsets.
+    pub store: OffsetStore,
+    /// Table states (for paused topics).
+    pub tables: Tables,
+    /// The async runtime (for offset look-ups).
+    pub runtime: Handle,
+    /// Stops the thread.
+    pub shutdown: CancellationToken,
+}
+
+/// Starts the consumer thread; batches arrive on the returned receiver, `commands` steer it.
+pub fn start(
+    setup: SourceSetup,
+    commands: mpsc::Receiver<SourceCommand>,
+) -> anyhow::Result<(
+    tokio::sync::mpsc::Receiver<Batch>,
+    std::thread::JoinHandle<()>,
+)> {
+    let (batch_sender, batches) = tokio::sync::mpsc::channel(setup.batch.queue_depth);
+    let state = Arc::new(Mutex::new(PollState::default()));
+    let context = LoaderContext {
+        runtime: setup.runtime.clone(),
+        store: setup.store.clone(),
+        tables: setup.tables.clone(),
+        state: Arc::clone(&state),
+        shutdown: setup.shutdown.clone(),
+    };
+    let mut config = setup.client_config.clone();
+    config
+        .set("group.id", &setup.group_id)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "false")
+        .set("partition.assignment.strategy", "range,roundrobin");
+    if config.get("topic.metadata.refresh.interval.ms").is_none() {
+        // New tables appear as new topics; find them within seconds, not librdkafka's 5 minutes.
+        config.set("topic.metadata.refresh.interval.ms", "5000");
+    }
+    let consumer: BaseConsumer<LoaderContext> = config
+        .create_with_context(context)
+        .map_err(|e| anyhow::anyhow!("cannot create the Kafka consumer: {e}"))?;
+    consumer
+        .subscribe(&[&setup.topic_pattern])
+        .map_err(|e| anyhow::anyhow!("cannot subscribe to {}: {e}", setup.topic_pattern))?;
+    let worker = Worker {
+        consumer,
+        state,
+        commands,
+        batches: batch_sender,
+        limits: setup.batch,
+        shutdown: setup.shutdown,
+        store: setup.store,
+        runtime: setup.runtime,
+    };
+    let thread = std::thread::Builder::new()
+        .name("kafka-consumer".to_owned())
+        .spawn(move || worker.run())?;
+    Ok((batches, thread))
+}
+
+struct Worker {
+    consumer: BaseConsumer<LoaderContext>,
+    state: Arc<Mutex<PollState>>,
+    commands: mpsc::Receiver<SourceCommand>,
+    batches: tokio::sync::mpsc::Sender<Batch>,
+    limits: BatchConfig,
+    shutdown: CancellationToken,
+    store: OffsetStore,
+    runtime: Handle,
+}
+
+impl Worker {
+    fn state(&self) -> MutexGuard<'_, PollState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn run(self) {
+        let max_wait = Duration::from_millis(self.limits.max_wait_ms);
+        let mut first_record_at: Option<Instant> = None;
+        while !self.shutdown.is_cancelled() {
+            self.handle_commands();
+            self.retry_seeks();
+            let wait = first_record_at.map_or(Duration::from_millis(100), |at| {
+                max_wait
+                    .saturating_sub(at.elapsed())
+                    .min(Duration::from_millis(100))
+            });
+            match self.consumer.poll(wait) {
+                Some(Ok(message)) => {
+                    if self.take(&message) && first_record_at.is_none() {
+                        first_record_at = Some(Instant::now());
+                    }
+                }
+                Some(Err(e)) => tracing::warn!(error = %e, "Kafka consumer error"),
+                None => {}
+            }
+            let full = {
+                let state = self.state();
+                state.batch.records.len() >= self.limits.max_rows
+                    || state.batch.bytes >= self.limits.max_bytes
+            };
+            let due = first_record_at.is_some_and(|at| at.elapsed() >= max_wait);
+            if full || due {
+                first_record_at = None;
+                let batch = std::mem::take(&mut self.state().batch);
+                if !batch.records.is_empty() && self.batches.blocking_send(batch).is_err() {
+                    return;
+                }
+            }
+        }
+        tracing::info!("consumer thread stopping");
+    }
+
+    /// Adds a message to the open batch; false when it is dropped (partition not ours, paused
+    /// or waiting for a seek).
+    fn take(&self, message: &rdkafka::message::BorrowedMessage<'_>) -> bool {
+        let id = (message.topic().to_owned(), message.partition());
+        let mut state = self.state();
+        if state.pending_seeks.contains_key(&id) {
+            return false;
+        }
+        let Some(partition) = state.partitions.get(&id).copied() else {
+            return false;
+        };
+        let record = Record {
+            provenance: Provenance {
+                topic: id.0.clone(),
+                partition: id.1,
+                offset: message.offset(),
+            },
+            key: message.key().map(<[u8]>::to_vec),
+            value: message.payload().map(<[u8]>::to_vec),
+        };
+        state
+            .batch
+            .push(record, partition.expected, partition.epoch);
+        if let Some(p) = state.partitions.get_mut(&id) {
+            p.expected = Some(message.offset() + 1);
+        }
+        true
+    }
+
+    fn handle_commands(&self) {
+        while let Ok(command) = self.commands.try_recv() {
+            match command {
+                SourceCommand::Committed(offsets) => self.mirror_to_kafka(&offsets),
+                SourceCommand::Rewind {
+                    partition,
+                    epoch,
+                    offset,
+                } => {
+                    let mut state = self.state();
+                    if state
+                        .partitions
+                        .get(&partition)
+                        .is_some_and(|p| p.epoch == epoch)
+                    {
+                        tracing::info!(topic = %partition.0, partition = partition.1, ?offset, "re-reading from the stored offset");
+                        state.start_partition(partition.clone(), offset);
+                        state.pending_seeks.insert(partition, offset);
+                    }
+                }
+                SourceCommand::Pause(topics) => self.pause(&topics),
+                SourceCommand::Resume(topics) => self.resume(&topics),
+            }
+        }
+    }
+
+    fn mirror_to_kafka(&self, offsets: &[(PartitionId, i64)]) {
+        let mut list = TopicPartitionList::new();
+        for ((topic, partition), next) in offsets {
+            let _ = list.add_partition_offset(topic, *partition, Offset::Offset(*next));
+        }
+        if let Err(e) = self.consumer.commit(&list, CommitMode::Async) {
+            tracing::debug!(error = %e, "mirroring offsets to Kafka failed (informational only)");
+        }
+    }
+
+    fn assigned_in(&self, topics: &[String]) -> Vec<PartitionId> {
+        self.state()
+            .partitions
+            .keys()
+            .filter(|(topic, _)| topics.contains(topic))
+            .cloned()
+            .collect()
+    }
+
+    fn pause(&self, topics: &[String]) {
+        let partitions = self.assigned_in(topics);
+        {
+            let mut state = self.state();
+            for id in &partitions {
+                state.batch.drop_partition(id);
+            }
+        }
+        let set: BTreeSet<String> = topics.iter().cloned().collect();
+        pause_topics(&self.consumer, &partitions, &set);
+    }
+
+    fn resume(&self, topics: &[String]) {
+        let partitions = self.assigned_in(topics);
+        let stored = match self.runtime.block_on(self.store.load(&partitions)) {
+            Ok(stored) => stored,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read stored offsets to resume; the partitions stay paused");
+                return;
+            }
+        };
+        {
+            let mut state = self.state();
+            for id in &partitions {
+                let offset = stored.get(id).copied();
+                state.start_partition(id.clone(), offset);
+                state.pending_seeks.insert(id.clone(), offset);
+            }
+        }
+        self.retry_seeks();
+        if let Err(e) = self.consumer.resume(&partition_list(partitions.iter())) {
+            tracing::error!(error = %e, "cannot resume partitions");
+        }
+    }
+
+    /// Seeks that librdkafka refused (a partition not fetching yet) are tried again each round;
+    /// records of those partitions are dropped until the seek lands.
+    fn retry_seeks(&self) {
+        let pending: Vec<(PartitionId, Option<i64>)> = self
+            .state()
+            .pending_seeks
+            .iter()
+            .map(|(id, offset)| (id.clone(), *offset))
+            .collect();
+        for (id, offset) in pending {
+            let target = offset.map_or(Offset::Beginning, Offset::Offset);
+            match self
+                .consumer
+                .seek(&id.0, id.1, target, Duration::from_secs(5))
+            {
+                Ok(()) => {
+                    self.state().pending_seeks.remove(&id);
+                }
+                Err(e) => {
+                    tracing::debug!(topic = %id.0, partition = id.1, error = %e, "seek not possible yet")
+                }
+            }
+        }
+    }
+}

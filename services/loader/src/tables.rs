@@ -1,0 +1,183 @@
+//! What the loader knows about each target table: progress for status and metrics, whether it
+//! is paused and why, and which topics carry its events.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use cdc_model::SourcePosition;
+use cdc_model::proto::Operation;
+
+use crate::naming::TargetTable;
+use crate::proto::TableStatus;
+
+/// Progress of one table.
+#[derive(Debug, Clone, Default)]
+struct TableProgress {
+    source_table: String,
+    inserts: u64,
+    updates: u64,
+    deletes: u64,
+    reads: u64,
+    dead_letters: u64,
+    last_position: Option<SourcePosition>,
+    last_commit_micros: Option<i64>,
+    schema_id: String,
+    paused_reason: Option<String>,
+    topics: BTreeSet<String>,
+}
+
+/// Every table's progress, shared by the applier, the consumer thread and the control API.
+#[derive(Clone, Default)]
+pub struct Tables {
+    inner: Arc<Mutex<BTreeMap<TargetTable, TableProgress>>>,
+}
+
+/// One applied event, as the progress counts it.
+pub struct Applied<'a> {
+    /// Its operation.
+    pub operation: Operation,
+    /// Its position.
+    pub position: SourcePosition,
+    /// Its commit time.
+    pub commit_time_micros: i64,
+    /// Its schema.
+    pub schema_id: &'a str,
+}
+
+impl Tables {
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<TargetTable, TableProgress>> {
+        // A panic elsewhere while holding the lock leaves counters that are still usable.
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records that `topic` carries events of `table` (from `source_table`).
+    pub fn observe(&self, table: &TargetTable, source_table: &str, topic: &str) {
+        let mut tables = self.lock();
+        let progress = tables.entry(table.clone()).or_default();
+        if progress.source_table.is_empty() {
+            progress.source_table = source_table.to_owned();
+        }
+        if !progress.topics.contains(topic) {
+            progress.topics.insert(topic.to_owned());
+        }
+    }
+
+    /// Counts applied events.
+    pub fn applied(&self, table: &TargetTable, events: &[Applied<'_>]) {
+        let mut tables = self.lock();
+        let progress = tables.entry(table.clone()).or_default();
+        for event in events {
+            match event.operation {
+                Operation::Insert => progress.inserts += 1,
+                Operation::Update => progress.updates += 1,
+                Operation::Delete => progress.deletes += 1,
+                Operation::Read | Operation::Unspecified => progress.reads += 1,
+            }
+            if progress
+                .last_position
+                .is_none_or(|last| event.position > last)
+            {
+                progress.last_position = Some(event.position);
+                progress.last_commit_micros = Some(event.commit_time_micros);
+                event.schema_id.clone_into(&mut progress.schema_id);
+            }
+        }
+    }
+
+    /// Counts dead letters.
+    pub fn dead_lettered(&self, table: &TargetTable, count: u64) {
+        self.lock().entry(table.clone()).or_default().dead_letters += count;
+    }
+
+    /// Pauses a table; returns the topics that carry it.
+    pub fn pause(&self, table: &TargetTable, reason: &str) -> Vec<String> {
+        let mut tables = self.lock();
+        let progress = tables.entry(table.clone()).or_default();
+        progress.paused_reason = Some(reason.to_owned());
+        progress.topics.iter().cloned().collect()
+    }
+
+    /// Resumes a table; returns the topics that carry it, or `None` when it was not paused.
+    pub fn resume(&self, table: &TargetTable) -> Option<Vec<String>> {
+        let mut tables = self.lock();
+        let progress = tables.get_mut(table)?;
+        progress.paused_reason.take()?;
+        Some(progress.topics.iter().cloned().collect())
+    }
+
+    /// Why `table` is paused, if it is.
+    pub fn paused_reason(&self, table: &TargetTable) -> Option<String> {
+        self.lock().get(table).and_then(|p| p.paused_reason.clone())
+    }
+
+    /// Topics of every paused table.
+    pub fn paused_topics(&self) -> BTreeSet<String> {
+        self.lock()
+            .values()
+            .filter(|p| p.paused_reason.is_some())
+            .flat_map(|p| p.topics.iter().cloned())
+            .collect()
+    }
+
+    /// Whether the loader knows `table`.
+    pub fn knows(&self, table: &TargetTable) -> bool {
+        self.lock().contains_key(table)
+    }
+
+    /// Status of one table.
+    pub fn status(&self, table: &TargetTable) -> Option<TableStatus> {
+        self.lock().get(table).map(|p| to_status(table, p))
+    }
+
+    /// Status of every table, by name.
+    pub fn all(&self) -> Vec<TableStatus> {
+        self.lock().iter().map(|(t, p)| to_status(t, p)).collect()
+    }
+
+    /// Lag of every table, for the metrics gauge.
+    pub fn lags(&self) -> Vec<(TargetTable, f64, bool)> {
+        self.lock()
+            .iter()
+            .map(|(t, p)| (t.clone(), lag_seconds(p), p.paused_reason.is_some()))
+            .collect()
+    }
+}
+
+fn lag_seconds(progress: &TableProgress) -> f64 {
+    let now_micros = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+    progress
+        .last_commit_micros
+        .map_or(0.0, |commit| (now_micros - commit).max(0) as f64 / 1e6)
+}
+
+fn to_status(table: &TargetTable, progress: &TableProgress) -> TableStatus {
+    TableStatus {
+        table: table.to_string(),
+        source_table: progress.source_table.clone(),
+        inserts: progress.inserts,
+        updates: progress.updates,
+        deletes: progress.deletes,
+        snapshot_reads: progress.reads,
+        last_position: progress
+            .last_position
+            .map(format_position)
+            .unwrap_or_default(),
+        lag_seconds: lag_seconds(progress),
+        paused_reason: progress.paused_reason.clone().unwrap_or_default(),
+        schema_id: progress.schema_id.clone(),
+        dead_letters: progress.dead_letters,
+    }
+}
+
+/// `commit_lsn:command_id:seqval:operation`, as status shows positions.
+pub fn format_position(position: SourcePosition) -> String {
+    format!(
+        "{}:{}:{}:{}",
+        position.commit_lsn, position.command_id, position.seqval, position.operation
+    )
+}
