@@ -9,10 +9,10 @@ const BINARY: &str = env!("CARGO_BIN_EXE_cdc-extractor");
 
 #[tokio::test]
 async fn control_plane_answers_grpcurl_and_refuses_calls_without_the_token() {
-    service_contract::control_plane(Path::new(BINARY), "extractor").await;
+    service_contract::control_plane(Path::new(BINARY), "extractor", "").await;
 }
 
 #[tokio::test]
 async fn bad_configuration_stops_start_up_with_a_message_naming_the_key() {
-    service_contract::configuration_errors(Path::new(BINARY)).await;
+    service_contract::configuration_errors(Path::new(BINARY), "").await;
 }

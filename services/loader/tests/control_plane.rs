@@ -3,16 +3,25 @@
 
 use std::path::Path;
 
-use cdc_test_harness::service_contract;
+use cdc_test_harness::{Stack, service_contract};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_cdc-loader");
 
 #[tokio::test]
 async fn control_plane_answers_grpcurl_and_refuses_calls_without_the_token() {
-    service_contract::control_plane(Path::new(BINARY), "loader").await;
+    service_contract::control_plane(Path::new(BINARY), "loader", &postgres_section()).await;
 }
 
 #[tokio::test]
 async fn bad_configuration_stops_start_up_with_a_message_naming_the_key() {
-    service_contract::configuration_errors(Path::new(BINARY)).await;
+    service_contract::configuration_errors(Path::new(BINARY), &postgres_section()).await;
+}
+
+/// The loader's required `[postgres]` section, its password read from Vault as in production.
+fn postgres_section() -> String {
+    let stack = Stack::get();
+    format!(
+        "\n[postgres]\nurl = \"{}\"\npassword = \"vault:secret/cdc/postgres#password\"\n",
+        stack.pg_url_without_password()
+    )
 }

@@ -56,11 +56,13 @@ async fn seed_control_token(stack: &Stack) -> (String, String) {
 }
 
 /// The whole control-plane contract against the binary at `binary`, named `service`.
-pub async fn control_plane(binary: &Path, service: &str) {
+///
+/// `extra_config` is appended to the common sections: the service's own required sections.
+pub async fn control_plane(binary: &Path, service: &str, extra_config: &str) {
     let stack = Stack::get();
     let (secret_path, token) = seed_control_token(&stack).await;
     let (grpc, metrics) = (free_local_addr(), free_local_addr());
-    let config = config_toml(&stack, grpc, metrics, &secret_path);
+    let config = config_toml(&stack, grpc, metrics, &secret_path) + extra_config;
     let env = [("VAULT_TOKEN", stack.vault_token.as_str())];
     let mut process = ServiceProcess::spawn(binary, &config, &env, grpc, metrics);
     process.wait_until_listening(START_TIMEOUT);
@@ -202,7 +204,8 @@ fn wait_for_kafka_component(stack: &Stack, grpc: std::net::SocketAddr, token: &s
     }
 }
 
-fn scrape(metrics: std::net::SocketAddr) -> String {
+/// The Prometheus text a service serves on `metrics` (panics unless it answers 200).
+pub fn scrape(metrics: std::net::SocketAddr) -> String {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(metrics)
         .unwrap_or_else(|e| panic!("cannot reach /metrics on {metrics}: {e}"));
@@ -221,10 +224,12 @@ fn scrape(metrics: std::net::SocketAddr) -> String {
 
 /// Bad configuration stops the binary before it serves anything, with exit code 2 and a message
 /// naming the key; a secret value never appears in the output.
-pub async fn configuration_errors(binary: &Path) {
+/// `extra_config` is appended to the common sections, as for [`control_plane`].
+pub async fn configuration_errors(binary: &Path, extra_config: &str) {
     let stack = Stack::get();
     let (secret_path, token) = seed_control_token(&stack).await;
-    let good = config_toml(&stack, free_local_addr(), free_local_addr(), &secret_path);
+    let good =
+        config_toml(&stack, free_local_addr(), free_local_addr(), &secret_path) + extra_config;
     let env = [("VAULT_TOKEN", stack.vault_token.as_str())];
     let cases: [(&str, String, &str); 6] = [
         (

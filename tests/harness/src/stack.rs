@@ -59,6 +59,30 @@ impl Stack {
             grpcurl: PathBuf::from(grpcurl),
         }
     }
+
+    /// [`Stack::pg_url`] without its password (services take passwords as secret references).
+    pub fn pg_url_without_password(&self) -> String {
+        without_password(&self.pg_url)
+    }
+
+    /// The password in [`Stack::pg_url`] (empty when it has none).
+    pub fn pg_password(&self) -> String {
+        url::Url::parse(&self.pg_url)
+            .ok()
+            .and_then(|u| u.password().map(str::to_owned))
+            .unwrap_or_default()
+    }
+}
+
+/// `url` with its password removed.
+pub fn without_password(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            let _ = parsed.set_password(None);
+            parsed.to_string()
+        }
+        Err(_) => url.to_owned(),
+    }
 }
 
 /// Root of the Cargo workspace.
