@@ -51,6 +51,9 @@ pub struct ConsumerConfig {
     /// `<db>.<schema>.<table>` (librdkafka syntax); default every table.
     #[serde(default = "default_table_pattern")]
     pub table_pattern: String,
+    /// Extra librdkafka properties for the group consumer only (e.g. `session.timeout.ms`).
+    #[serde(default)]
+    pub properties: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for ConsumerConfig {
@@ -58,6 +61,7 @@ impl Default for ConsumerConfig {
         ConsumerConfig {
             group_id: default_group_id(),
             table_pattern: default_table_pattern(),
+            properties: std::collections::BTreeMap::new(),
         }
     }
 }

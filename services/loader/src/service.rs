@@ -75,8 +75,12 @@ pub async fn start(context: ServiceContext<LoaderConfig>) -> anyhow::Result<Star
         Some(source_commands),
         context.shutdown.clone(),
     );
+    let mut consumer_config = client_config.clone();
+    for (key, value) in &config.consumer.properties {
+        consumer_config.set(key, value);
+    }
     let setup = SourceSetup {
-        client_config: client_config.clone(),
+        client_config: consumer_config,
         group_id: config.consumer.group_id.clone(),
         topic_pattern: format!(
             "^{}\\.clean\\.{}$",

@@ -104,6 +104,12 @@ impl ServiceProcess {
         );
     }
 
+    /// Kills the process with SIGKILL (`kill -9`: no clean-up of any kind) and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Everything the process wrote so far, stdout then stderr.
     pub fn output(&self) -> String {
         let read = |name: &str| {

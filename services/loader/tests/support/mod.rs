@@ -242,18 +242,19 @@ impl Fixture {
             })
             .collect();
         for chunk in encoded.chunks(5_000) {
+            // Enqueued at once (send_result), then awaited: one round trip per chunk, not per event.
             let deliveries: Vec<_> = chunk
                 .iter()
                 .map(|(key, value)| {
-                    self.producer.send(
-                        FutureRecord::to(topic).key(key).payload(value),
-                        Duration::from_secs(30),
-                    )
+                    self.producer
+                        .send_result(FutureRecord::to(topic).key(key).payload(value))
+                        .unwrap_or_else(|(e, _)| panic!("cannot queue an event for {topic}: {e}"))
                 })
                 .collect();
             for delivery in deliveries {
                 delivery
                     .await
+                    .expect("the producer went away")
                     .unwrap_or_else(|(e, _)| panic!("cannot send to {topic}: {e}"));
             }
         }
@@ -283,13 +284,13 @@ log_filter = "info,sqlx=warn"
 bootstrap_servers = "{kafka}"
 topic_prefix = "{prefix}"
 
-[kafka.properties]
+[consumer]
+group_id = "{prefix}-loader"
+
+[consumer.properties]
 # A killed loader's partitions move within seconds, not after the default 45 s.
 "session.timeout.ms" = "6000"
 "heartbeat.interval.ms" = "1000"
-
-[consumer]
-group_id = "{prefix}-loader"
 
 [postgres]
 url = "{url}"
@@ -451,4 +452,64 @@ pub fn orders(table: &TableId) -> TableSchema {
 /// `[id, note]`.
 pub fn id_note(id: i64, note: &str) -> Vec<Value> {
     vec![int(id), text(note)]
+}
+
+/// A deterministic pseudo-random workload over `keys` rows of [`orders`]: inserts, updates and
+/// deletes that follow each row's state, with the final state they lead to.
+pub struct Workload {
+    pub events: Vec<ChangeEvent>,
+    pub expected: BTreeMap<i64, Option<String>>,
+}
+
+impl Workload {
+    pub fn random(events: &mut Events, seed: u64, keys: i64, count: usize) -> Workload {
+        let mut state = seed.max(1);
+        let mut next = move || {
+            // xorshift64: reproducible from the printed seed.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut rows: BTreeMap<i64, String> = BTreeMap::new();
+        let mut out = Vec::with_capacity(count);
+        for n in 0..count {
+            let id = (next() % keys as u64) as i64 + 1;
+            let note = format!("v{n}");
+            let event = match rows.get(&id).cloned() {
+                None => {
+                    rows.insert(id, note.clone());
+                    events.insert(id_note(id, &note))
+                }
+                Some(old) if next() % 4 == 0 => {
+                    rows.remove(&id);
+                    events.delete(id_note(id, &old))
+                }
+                Some(old) => {
+                    rows.insert(id, note.clone());
+                    events.update(id_note(id, &old), id_note(id, &note))
+                }
+            };
+            out.push(event);
+        }
+        Workload {
+            events: out,
+            expected: rows.into_iter().map(|(k, v)| (k, Some(v))).collect(),
+        }
+    }
+}
+
+/// A seed from the clock, printed so a failure can be replayed with `CDC_TEST_SEED`.
+pub fn seed() -> u64 {
+    let seed = std::env::var("CDC_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    println!("seed: {seed} (CDC_TEST_SEED={seed} replays this run)");
+    seed
 }
