@@ -349,11 +349,10 @@ impl Worker {
                     .min(Duration::from_millis(100))
             });
             match self.consumer.poll(wait) {
-                Some(Ok(message)) => {
-                    if self.take(&message) && first_record_at.is_none() {
-                        first_record_at = Some(Instant::now());
-                    }
+                Some(Ok(message)) if self.take(&message) && first_record_at.is_none() => {
+                    first_record_at = Some(Instant::now());
                 }
+                Some(Ok(_)) => {}
                 Some(Err(e)) => tracing::warn!(error = %e, "Kafka consumer error"),
                 None => {}
             }

@@ -21,7 +21,7 @@ async fn killing_loaders_at_random_moments_loses_and_duplicates_nothing() {
     let mut chunks = workload.events.chunks(5_000);
     fixture.send(&topic, chunks.next().unwrap()).await;
 
-    let mut loaders = vec![
+    let mut loaders = [
         fixture.start_loader(SMALL_BATCHES),
         fixture.start_loader(SMALL_BATCHES),
     ];

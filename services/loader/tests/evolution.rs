@@ -1,6 +1,9 @@
 //! Schema evolution on real PostgreSQL: new columns, safe widening, dropped columns kept, and an
 //! incompatible change pausing only its table; operators pausing and resuming a table.
 
+// Helpers below panic on a broken setup, as tests do.
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::time::Duration;
@@ -14,6 +17,9 @@ use support::{
 };
 
 const CATCH_UP: Duration = Duration::from_secs(60);
+
+/// `(id, note, amount as text, legacy, added)`.
+type ItemRow = (i64, String, String, Option<i32>, Option<bool>);
 
 fn items_v1(table: &cdc_model::proto::TableId) -> TableSchema {
     schema(
@@ -102,7 +108,7 @@ async fn a_new_schema_adds_columns_widens_types_and_keeps_dropped_columns_nullab
             .fetch_all(&fixture.db.pool)
             .await
             .unwrap();
-    let rows: Vec<(i64, String, String, Option<i32>, Option<bool>)> = rows
+    let rows: Vec<ItemRow> = rows
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
         .collect();

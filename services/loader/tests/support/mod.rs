@@ -1,6 +1,9 @@
 //! A loader on the real local stack: per-test topics and database, events published the way
 //! the transformer publishes them, the binary run as a process, and the gRPC client.
-#![allow(dead_code)] // each test binary uses a different part of this module
+#![allow(dead_code)]
+// each test binary uses a different part of this module
+// Test support: panicking with a clear message is how a broken setup is reported.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 use std::collections::BTreeMap;
 use std::path::Path;
