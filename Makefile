@@ -24,8 +24,9 @@ fmt: ## format the code
 test: deps stack-up ## run every test against the local stack (starts it when needed)
 	$(CARGO) test --workspace --locked
 
-bench: deps ## run the benchmarks; results as JSON under target/bench
-	$(CARGO) run --release -p mssql-sim --example bench -- --rows 200000 --out target/bench/mssql-sim.json
+bench: deps stack-up ## run the benchmarks (simulator, loader on the local stack); results as JSON under target/bench
+	$(CARGO) run --release -p mssql-sim --example bench -- --rows 200000 --out $(CURDIR)/target/bench/mssql-sim.json
+	$(CARGO) bench -p cdc-loader --bench loader -- --rows 1000000 --out $(CURDIR)/target/bench/loader.json
 
 demo: build stack-up ## start the local stack and the four services
 	@scripts/dev/demo.sh

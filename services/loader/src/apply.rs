@@ -8,7 +8,6 @@
 //! a no-op too.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -18,13 +17,12 @@ use sqlx::{AssertSqlSafe, Row};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{DeleteMode, RetryConfig};
-use crate::copy_text::CopyRow;
 use crate::dead_letters::{DeadLetter, DeadLetterSink};
-use crate::event::{self, Change, Event, Provenance, Record};
+use crate::event::{Change, Event, Provenance, Record};
 use crate::metrics;
-use crate::naming::{TableNameTemplate, TargetTable, check_identifier, source_name};
-use crate::schemas::{SchemaError, SchemaRegistry};
-use crate::source::{Batch, PartitionSpan, SourceCommand};
+use crate::naming::{TableNameTemplate, TargetTable};
+use crate::prepare::{PreparedBatch, Preparer, TableGroup, copy_rows, letter, partition_of};
+use crate::source::{PartitionSpan, SourceCommand};
 use crate::statements::{self, StageSpec, TableStatements};
 use crate::store::{Connector, FailureKind, PartitionId, classify, offset_row, sqlstate};
 use crate::tables::{Applied, Tables};
@@ -53,7 +51,7 @@ pub struct Applier {
     connector: Connector,
     connection: Option<PgConnection>,
     session: Session,
-    schemas: SchemaRegistry,
+    preparer: Preparer,
     tables: Tables,
     dead_letters: DeadLetterSink,
     source: Option<mpsc::Sender<SourceCommand>>,
@@ -73,19 +71,6 @@ struct Session {
 struct Stage {
     name: String,
     statements: TableStatements,
-}
-
-/// Events of one target table in a batch, coalesced.
-struct TableGroup {
-    source_table: String,
-    events: Vec<Event>,
-    schemas: BTreeMap<String, Arc<TableSchema>>,
-}
-
-/// A batch, decoded and grouped, ready for attempts at applying it.
-struct Prepared {
-    groups: BTreeMap<TargetTable, TableGroup>,
-    dead: Vec<DeadLetter>,
 }
 
 /// Why an attempt failed as a whole.
@@ -133,7 +118,7 @@ impl Applier {
     pub fn new(
         settings: ApplySettings,
         connector: Connector,
-        schemas: SchemaRegistry,
+        preparer: Preparer,
         tables: Tables,
         dead_letters: DeadLetterSink,
         source: Option<mpsc::Sender<SourceCommand>>,
@@ -144,7 +129,7 @@ impl Applier {
             connector,
             connection: None,
             session: Session::default(),
-            schemas,
+            preparer,
             tables,
             dead_letters,
             source,
@@ -157,23 +142,16 @@ impl Applier {
         &self.tables
     }
 
-    /// Applies a batch, retrying transient failures with back-off until it commits or the
-    /// service stops (then the batch is left for the next owner: nothing was committed).
-    pub async fn apply(&mut self, batch: Batch) -> bool {
+    /// Applies a prepared batch, retrying transient failures with back-off until it commits or
+    /// the service stops (then the batch is left for the next owner: nothing was committed).
+    pub async fn apply(&mut self, batch: PreparedBatch) -> bool {
         let started = Instant::now();
         let mut backoff = Duration::from_millis(self.settings.retry.initial_backoff_ms);
         let mut sent_letters: HashSet<Provenance> = HashSet::new();
         loop {
-            let attempt = match self.prepare(&batch.records).await {
-                Ok(prepared) => {
-                    self.attempt(prepared, &batch.partitions, &mut sent_letters)
-                        .await
-                }
-                Err(e) => Err(e),
-            };
-            match attempt {
+            match self.attempt(&batch, &mut sent_letters).await {
                 Ok(outcome) => {
-                    self.after_commit(outcome, batch.records.len(), started);
+                    self.after_commit(outcome, batch.records, started);
                     return true;
                 }
                 Err(AttemptError::Transient(reason)) => {
@@ -196,95 +174,6 @@ impl Applier {
         self.session = Session::default();
     }
 
-    fn target_of(&self, event: &Event) -> TargetTable {
-        TargetTable {
-            schema: self.settings.target_schema.clone(),
-            name: self.settings.table_names.render(&event.table),
-        }
-    }
-
-    /// Decodes, groups by target table, coalesces per row, and fetches schemas.
-    async fn prepare(&self, records: &[Record]) -> Result<Prepared, AttemptError> {
-        let mut dead = Vec::new();
-        let mut by_table: BTreeMap<TargetTable, Vec<Event>> = BTreeMap::new();
-        for record in records {
-            match event::decode(record.clone()) {
-                Ok(event) => {
-                    let target = self.target_of(&event);
-                    let source_table = source_name(&event.table);
-                    self.tables
-                        .observe(&target, &source_table, &record.provenance.topic);
-                    if let Err(reason) = check_identifier(&target.name) {
-                        dead.push(letter(
-                            event.record,
-                            &source_table,
-                            format!("target table name: {reason}"),
-                            "",
-                        ));
-                        continue;
-                    }
-                    by_table.entry(target).or_default().push(event);
-                }
-                Err((record, why)) => dead.push(letter(record, "", why.0, "")),
-            }
-        }
-        let mut groups = BTreeMap::new();
-        for (target, events) in by_table {
-            let source_table = source_name(&events[0].table);
-            let winners = event::coalesce(&events);
-            let mut events = events;
-            let winners: Vec<Event> = winners
-                .into_iter()
-                .rev()
-                .map(|index| events.swap_remove(index))
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
-            let group = self.with_schemas(&source_table, winners, &mut dead).await?;
-            groups.insert(target, group);
-        }
-        Ok(Prepared { groups, dead })
-    }
-
-    async fn with_schemas(
-        &self,
-        source_table: &str,
-        events: Vec<Event>,
-        dead: &mut Vec<DeadLetter>,
-    ) -> Result<TableGroup, AttemptError> {
-        let mut schemas = BTreeMap::new();
-        let mut kept = Vec::with_capacity(events.len());
-        for event in events {
-            if !schemas.contains_key(&event.schema_id) {
-                match self.schemas.get(&event.schema_id).await {
-                    Ok(schema) => {
-                        schemas.insert(event.schema_id.clone(), schema);
-                    }
-                    Err(SchemaError::Missing { .. }) => {}
-                    Err(e @ SchemaError::Unavailable { .. }) => {
-                        return Err(AttemptError::Transient(e.to_string()));
-                    }
-                }
-            }
-            let Some(schema) = schemas.get(&event.schema_id) else {
-                let reason = format!("schema {} is not published", event.schema_id);
-                dead.push(letter(event.record, source_table, reason, ""));
-                continue;
-            };
-            if let Some(reason) = image_mismatch(&event, schema) {
-                dead.push(letter(event.record, source_table, reason, ""));
-                continue;
-            }
-            kept.push(event);
-        }
-        Ok(TableGroup {
-            source_table: source_table.to_owned(),
-            events: kept,
-            schemas,
-        })
-    }
-
     /// The session's connection, taken out for one transaction (put back after it commits; a
     /// failed transaction drops it, which also ends the session's temporary tables).
     async fn take_connection(&mut self) -> Result<PgConnection, AttemptError> {
@@ -300,10 +189,10 @@ impl Applier {
     /// One try at the whole batch in one transaction.
     async fn attempt(
         &mut self,
-        mut prepared: Prepared,
-        spans: &BTreeMap<PartitionId, PartitionSpan>,
+        batch: &PreparedBatch,
         sent_letters: &mut HashSet<Provenance>,
     ) -> Result<Outcome, AttemptError> {
+        let (prepared, spans) = (&batch.prepared, &batch.partitions);
         let mut outcome = Outcome::default();
         let mut excluded: HashSet<PartitionId> = HashSet::new();
         let mut session = std::mem::take(&mut self.session);
@@ -315,13 +204,19 @@ impl Applier {
             sqlx::query("BEGIN").execute(&mut *connection).await?;
             outcome.stale = check_offsets(connection, &settings, spans).await?;
             excluded.extend(outcome.stale.iter().map(|(id, _, _)| id.clone()));
-            for (target, group) in &mut prepared.groups {
+            for (target, group) in &prepared.groups {
                 if let Some(reason) = tables.paused_reason(target) {
                     tracing::debug!(table = %target, %reason, "table paused; its partitions wait");
                     excluded.extend(partitions_of(&group.events));
                     continue;
                 }
-                group.events.retain(|e| !excluded.contains(&partition_of(&e.record.provenance)));
+                let unaffected;
+                let group = if group.events.iter().any(|e| excluded.contains(&partition_of(&e.record))) {
+                    unaffected = group.without_partitions(&excluded);
+                    &unaffected
+                } else {
+                    group
+                };
                 let mut group_dead = Vec::new();
                 match apply_table(connection, &mut session, &settings, target, group, &mut group_dead).await? {
                     TableResult::Applied { ddl } => {
@@ -351,7 +246,7 @@ impl Applier {
             let undecodable = prepared
                 .dead
                 .iter()
-                .filter(|d| !excluded.contains(&partition_of(&d.record.provenance)))
+                .filter(|d| !excluded.contains(&partition_of(&d.record)))
                 .cloned();
             outcome.dead.extend(undecodable);
             let fresh: Vec<DeadLetter> = outcome
@@ -492,7 +387,11 @@ impl Applier {
         letters: &[crate::dead_letters::StoredLetter],
     ) -> Result<Vec<ReplayResult>, AttemptError> {
         let records: Vec<Record> = letters.iter().map(|l| l.record.clone()).collect();
-        let prepared = self.prepare(&records).await?;
+        let prepared = self
+            .preparer
+            .prepare(records)
+            .await
+            .map_err(|(_, e)| AttemptError::Transient(e.to_string()))?;
         let by_provenance: HashMap<&Provenance, String> = letters
             .iter()
             .map(|l| (&l.record.provenance, l.id()))
@@ -518,8 +417,7 @@ impl Applier {
         let mut transaction = self.take_connection().await?;
         sqlx::query("BEGIN").execute(&mut transaction).await?;
         let state = crate::naming::quote_ident(&settings.state_schema);
-        let mut prepared = prepared;
-        for (target, group) in &mut prepared.groups {
+        for (target, group) in &prepared.groups {
             if let Some(reason) = tables.paused_reason(target) {
                 for event in &group.events {
                     let id = by_provenance
@@ -642,33 +540,6 @@ impl Applier {
     }
 }
 
-fn letter(record: Record, source_table: &str, reason: String, code: &str) -> DeadLetter {
-    DeadLetter {
-        record,
-        source_table: source_table.to_owned(),
-        reason,
-        code: code.to_owned(),
-    }
-}
-
-fn image_mismatch(event: &Event, schema: &TableSchema) -> Option<String> {
-    let columns = schema.columns.len();
-    match &event.image {
-        Some(image) if image.len() != columns => Some(format!(
-            "the row image has {} values; schema {} has {columns} columns",
-            image.len(),
-            event.schema_id
-        )),
-        _ if event.key_values.len() != schema.key_columns.len() => Some(format!(
-            "the event has {} key values; schema {} has {} key columns",
-            event.key_values.len(),
-            event.schema_id,
-            schema.key_columns.len()
-        )),
-        _ => None,
-    }
-}
-
 fn operation_label(operation: Operation) -> &'static str {
     match operation {
         Operation::Insert => "insert",
@@ -685,15 +556,8 @@ fn lag_seconds(commit_micros: i64) -> f64 {
     (now - commit_micros).max(0) as f64 / 1e6
 }
 
-fn partition_of(provenance: &Provenance) -> PartitionId {
-    (provenance.topic.clone(), provenance.partition)
-}
-
 fn partitions_of(events: &[Event]) -> HashSet<PartitionId> {
-    events
-        .iter()
-        .map(|e| partition_of(&e.record.provenance))
-        .collect()
+    events.iter().map(|e| partition_of(&e.record)).collect()
 }
 
 fn applied_event(event: &Event) -> AppliedEvent {
@@ -848,7 +712,7 @@ async fn evolve_and_apply(
             session,
             &stage,
             schema,
-            &events,
+            (&events, group.copy_text.get(schema_id).map(Vec::as_slice)),
             target,
             &group.source_table,
             dead,
@@ -986,7 +850,7 @@ async fn apply_isolating(
     session: &mut Session,
     stage: &Stage,
     schema: &TableSchema,
-    events: &[&Event],
+    (events, precomputed): (&[&Event], Option<&[u8]>),
     target: &TargetTable,
     source_table: &str,
     dead: &mut Vec<DeadLetter>,
@@ -1004,7 +868,9 @@ async fn apply_isolating(
     let mut first = true;
     while let Some(slice) = work.pop() {
         run(connection, "SAVEPOINT cdc_rows").await?;
-        let attempt = apply_rows(connection, stage, schema, slice, target, !first).await;
+        // The first attempt sends the COPY text prepared ahead; bisection encodes its halves.
+        let text = if first { precomputed } else { None };
+        let attempt = apply_rows(connection, stage, schema, (slice, text), target, !first).await;
         first = false;
         match attempt {
             Ok(()) => run(connection, "RELEASE SAVEPOINT cdc_rows").await?,
@@ -1048,7 +914,7 @@ async fn apply_rows(
     connection: &mut PgConnection,
     stage: &Stage,
     schema: &TableSchema,
-    events: &[&Event],
+    (events, prepared_text): (&[&Event], Option<&[u8]>),
     target: &TargetTable,
     clear_stage_first: bool,
 ) -> Result<(), sqlx::Error> {
@@ -1058,7 +924,14 @@ async fn apply_rows(
             .execute(&mut *connection)
             .await?;
     }
-    let buffer = copy_rows(schema, events);
+    let encoded;
+    let buffer = match prepared_text {
+        Some(text) => text,
+        None => {
+            encoded = copy_rows(schema, events);
+            &encoded
+        }
+    };
     let mut copy = connection.copy_in_raw(&stage.statements.copy).await?;
     if let Err(e) = copy.send(buffer).await {
         let _ = copy.abort("refused").await;
@@ -1085,37 +958,4 @@ async fn apply_rows(
         }
     }
     Ok(())
-}
-
-/// The stage rows of `events` in COPY text form.
-fn copy_rows(schema: &TableSchema, events: &[&Event]) -> Vec<u8> {
-    let key_indexes = cdc_model::schema::key_indexes(schema).unwrap_or_default();
-    let null = cdc_model::value::null();
-    let mut buffer = Vec::with_capacity(events.len() * 64);
-    for event in events {
-        let mut row = CopyRow::new(&mut buffer);
-        match &event.image {
-            Some(image) => {
-                for value in image {
-                    row.value(value);
-                }
-            }
-            None => {
-                for index in 0..schema.columns.len() {
-                    let key_at = key_indexes.iter().position(|k| *k == index);
-                    row.value(
-                        key_at
-                            .and_then(|k| event.key_values.get(k))
-                            .unwrap_or(&null),
-                    );
-                }
-            }
-        }
-        row.bytes(&event.position.to_ordered_bytes());
-        row.timestamptz_micros(event.commit_time_micros);
-        row.bool(event.change == Change::Delete);
-        row.bytes(&event.row_key);
-        row.finish();
-    }
-    buffer
 }

@@ -14,6 +14,7 @@ pub mod event;
 pub mod grpc;
 pub mod metrics;
 pub mod naming;
+pub mod prepare;
 pub mod schemas;
 pub mod service;
 pub mod source;

@@ -14,9 +14,11 @@ use crate::config::LoaderConfig;
 use crate::dead_letters::DeadLetterSink;
 use crate::grpc::{ApplierRequest, LoaderControl};
 use crate::naming::TableNameTemplate;
+use crate::prepare::{PreparedBatch, Preparer};
 use crate::proto::loader_server::LoaderServer;
 use crate::schemas::SchemaRegistry;
 use crate::source::{Batch, SourceSetup};
+
 use crate::store::{Connector, OffsetStore};
 use crate::tables::Tables;
 use crate::target::Layout;
@@ -66,10 +68,16 @@ pub async fn start(context: ServiceContext<LoaderConfig>) -> anyhow::Result<Star
         },
         retry: config.retry.clone(),
     };
+    let preparer = Preparer::new(
+        config.target.schema.clone(),
+        settings.table_names.clone(),
+        schemas,
+        tables.clone(),
+    );
     let applier = Applier::new(
         settings,
         connector.clone(),
-        schemas,
+        preparer.clone(),
         tables.clone(),
         dead_letters,
         Some(source_commands),
@@ -105,6 +113,7 @@ pub async fn start(context: ServiceContext<LoaderConfig>) -> anyhow::Result<Star
     tokio::spawn(probe);
     let work = Work {
         applier,
+        preparer,
         connector,
         state_schema: config.target.state_schema.clone(),
         tombstone_retention_hours: config.target.tombstone_retention_hours,
@@ -124,6 +133,7 @@ pub async fn start(context: ServiceContext<LoaderConfig>) -> anyhow::Result<Star
 
 struct Work {
     applier: Applier,
+    preparer: Preparer,
     connector: Connector,
     state_schema: String,
     tombstone_retention_hours: u64,
@@ -142,11 +152,19 @@ impl Work {
         if !self.bootstrap().await {
             return Ok(());
         }
-        let (mut batches, consumer_thread) = crate::source::start(setup, source_commands)?;
+        let (batches, consumer_thread) = crate::source::start(setup, source_commands)?;
+        // Preparing (decode, coalesce, encode) runs one batch ahead of the applier.
+        let (prepared_sender, mut prepared) = tokio::sync::mpsc::channel(1);
+        let preparing = tokio::spawn(prepare_ahead(
+            self.preparer.clone(),
+            batches,
+            prepared_sender,
+            self.shutdown.clone(),
+        ));
         let mut housekeeping = tokio::time::interval(HOUSEKEEPING_INTERVAL);
         loop {
             tokio::select! {
-                batch = batches.recv() => match batch {
+                batch = prepared.recv() => match batch {
                     Some(batch) => {
                         if !self.apply(batch).await {
                             break;
@@ -159,7 +177,8 @@ impl Work {
                 () = self.shutdown.cancelled() => break,
             }
         }
-        drop(batches);
+        drop(prepared);
+        let _ = preparing.await;
         let _ = tokio::task::spawn_blocking(move || consumer_thread.join()).await;
         Ok(())
     }
@@ -192,7 +211,7 @@ impl Work {
         }
     }
 
-    async fn apply(&mut self, batch: Batch) -> bool {
+    async fn apply(&mut self, batch: PreparedBatch) -> bool {
         if !self.state.wait_until_resumed(&self.shutdown).await {
             return false;
         }
@@ -234,6 +253,23 @@ impl Work {
             Ok(0) => {}
             Ok(pruned) => tracing::info!(pruned, "old delete tombstones removed"),
             Err(e) => tracing::warn!(error = %e, "cannot prune delete tombstones"),
+        }
+    }
+}
+
+/// Prepares batches from the consumer thread and hands them on, one ahead of the applier.
+async fn prepare_ahead(
+    preparer: Preparer,
+    mut batches: tokio::sync::mpsc::Receiver<Batch>,
+    prepared: tokio::sync::mpsc::Sender<PreparedBatch>,
+    shutdown: CancellationToken,
+) {
+    while let Some(batch) = batches.recv().await {
+        let Some(ready) = preparer.prepare_batch(batch, &shutdown).await else {
+            return;
+        };
+        if prepared.send(ready).await.is_err() {
+            return;
         }
     }
 }

@@ -104,6 +104,11 @@ impl ServiceProcess {
         );
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills the process with SIGKILL (`kill -9`: no clean-up of any kind) and reaps it.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

@@ -1,0 +1,313 @@
+//! Preparing a batch for the applier, off its critical path: decode every record, find its
+//! target table, coalesce per row (newest position wins), fetch the schemas, check row images
+//! against them, and encode the COPY text — while PostgreSQL applies the previous batch.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cdc_model::proto::TableSchema;
+use tokio_util::sync::CancellationToken;
+
+use crate::copy_text::CopyRow;
+use crate::dead_letters::DeadLetter;
+use crate::event::{self, Change, Event, Record};
+use crate::naming::{TableNameTemplate, TargetTable, check_identifier, source_name};
+use crate::schemas::{SchemaError, SchemaRegistry};
+use crate::source::{Batch, PartitionSpan};
+use crate::store::PartitionId;
+use crate::tables::Tables;
+
+/// Events of one target table in a batch, coalesced, with their schemas.
+pub struct TableGroup {
+    /// `database.schema.table` of the source.
+    pub source_table: String,
+    /// The winning event of each row, in arrival order.
+    pub events: Vec<Event>,
+    /// The schemas the events name.
+    pub schemas: BTreeMap<String, Arc<TableSchema>>,
+    /// COPY text of every event, per schema id (computed once, used by the first attempt).
+    pub copy_text: BTreeMap<String, Vec<u8>>,
+}
+
+impl TableGroup {
+    /// The same group without the events consumed from `partitions` (their COPY text is
+    /// recomputed when needed).
+    pub fn without_partitions(&self, partitions: &HashSet<PartitionId>) -> TableGroup {
+        let events: Vec<Event> = self
+            .events
+            .iter()
+            .filter(|e| !partitions.contains(&partition_of(&e.record)))
+            .cloned()
+            .collect();
+        TableGroup {
+            source_table: self.source_table.clone(),
+            events,
+            schemas: self.schemas.clone(),
+            copy_text: BTreeMap::new(),
+        }
+    }
+}
+
+/// The partition a record came from.
+pub fn partition_of(record: &Record) -> PartitionId {
+    (record.provenance.topic.clone(), record.provenance.partition)
+}
+
+/// A batch ready to apply.
+pub struct Prepared {
+    /// Events by target table.
+    pub groups: BTreeMap<TargetTable, TableGroup>,
+    /// Records that cannot be applied at all (undecodable, unknown schema, bad image).
+    pub dead: Vec<DeadLetter>,
+}
+
+/// A prepared batch with the offsets it covers.
+pub struct PreparedBatch {
+    /// The events.
+    pub prepared: Prepared,
+    /// The partitions' spans.
+    pub partitions: BTreeMap<PartitionId, PartitionSpan>,
+    /// How many records it holds.
+    pub records: usize,
+}
+
+/// Turns batches into prepared batches.
+#[derive(Clone)]
+pub struct Preparer {
+    target_schema: String,
+    table_names: TableNameTemplate,
+    schemas: SchemaRegistry,
+    tables: Tables,
+}
+
+impl Preparer {
+    /// A preparer writing to `target_schema` under `table_names`.
+    pub fn new(
+        target_schema: String,
+        table_names: TableNameTemplate,
+        schemas: SchemaRegistry,
+        tables: Tables,
+    ) -> Preparer {
+        Preparer {
+            target_schema,
+            table_names,
+            schemas,
+            tables,
+        }
+    }
+
+    /// Prepares a batch, waiting out an unreachable schemas topic (None on shutdown).
+    pub async fn prepare_batch(
+        &self,
+        batch: Batch,
+        shutdown: &CancellationToken,
+    ) -> Option<PreparedBatch> {
+        let records = batch.records.len();
+        let mut backoff = Duration::from_millis(200);
+        let mut pending = batch.records;
+        loop {
+            match self.prepare(pending).await {
+                Ok(prepared) => {
+                    return Some(PreparedBatch {
+                        prepared,
+                        partitions: batch.partitions,
+                        records,
+                    });
+                }
+                Err((records, error)) => {
+                    tracing::warn!(error = %error, "cannot prepare a batch; retrying");
+                    pending = records;
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = shutdown.cancelled() => return None,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        }
+    }
+
+    /// The target table of a source table.
+    pub fn target_of(&self, table: &cdc_model::proto::TableId) -> TargetTable {
+        TargetTable {
+            schema: self.target_schema.clone(),
+            name: self.table_names.render(table),
+        }
+    }
+
+    /// Decodes, groups by target table, coalesces per row, fetches schemas and encodes. On a
+    /// transient schema failure the records come back for another try.
+    pub async fn prepare(
+        &self,
+        records: Vec<Record>,
+    ) -> Result<Prepared, (Vec<Record>, SchemaError)> {
+        let mut dead = Vec::new();
+        let mut by_table: BTreeMap<TargetTable, Vec<Event>> = BTreeMap::new();
+        for record in records {
+            match event::decode(record) {
+                Ok(event) => {
+                    let target = self.target_of(&event.table);
+                    let source_table = source_name(&event.table);
+                    self.tables
+                        .observe(&target, &source_table, &event.record.provenance.topic);
+                    match check_identifier(&target.name) {
+                        Ok(()) => by_table.entry(target).or_default().push(event),
+                        Err(reason) => dead.push(letter(
+                            event.record,
+                            &source_table,
+                            format!("target table name: {reason}"),
+                            "",
+                        )),
+                    }
+                }
+                Err((record, why)) => dead.push(letter(record, "", why.0, "")),
+            }
+        }
+        let mut groups = BTreeMap::new();
+        let mut failed: Option<SchemaError> = None;
+        for (target, events) in by_table {
+            let winners = coalesced(events);
+            match self.with_schemas(winners, &mut dead).await {
+                Ok(group) => {
+                    groups.insert(target, group);
+                }
+                Err(error) => {
+                    failed = Some(error);
+                    break;
+                }
+            }
+        }
+        match failed {
+            None => Ok(Prepared { groups, dead }),
+            Some(error) => {
+                let mut records: Vec<Record> = dead.into_iter().map(|d| d.record).collect();
+                for group in groups.into_values() {
+                    records.extend(group.events.into_iter().map(|e| e.record));
+                }
+                Err((records, error))
+            }
+        }
+    }
+
+    async fn with_schemas(
+        &self,
+        events: Vec<Event>,
+        dead: &mut Vec<DeadLetter>,
+    ) -> Result<TableGroup, SchemaError> {
+        let source_table = events
+            .first()
+            .map(|e| source_name(&e.table))
+            .unwrap_or_default();
+        let mut schemas = BTreeMap::new();
+        let mut kept = Vec::with_capacity(events.len());
+        for event in events {
+            if !schemas.contains_key(&event.schema_id) {
+                match self.schemas.get(&event.schema_id).await {
+                    Ok(schema) => {
+                        schemas.insert(event.schema_id.clone(), schema);
+                    }
+                    Err(SchemaError::Missing { .. }) => {}
+                    Err(e @ SchemaError::Unavailable { .. }) => return Err(e),
+                }
+            }
+            let Some(schema) = schemas.get(&event.schema_id) else {
+                let reason = format!("schema {} is not published", event.schema_id);
+                dead.push(letter(event.record, &source_table, reason, ""));
+                continue;
+            };
+            if let Some(reason) = image_mismatch(&event, schema) {
+                dead.push(letter(event.record, &source_table, reason, ""));
+                continue;
+            }
+            kept.push(event);
+        }
+        let copy_text = schemas
+            .iter()
+            .map(|(id, schema)| {
+                let events: Vec<&Event> = kept.iter().filter(|e| &e.schema_id == id).collect();
+                (id.clone(), copy_rows(schema, &events))
+            })
+            .collect();
+        Ok(TableGroup {
+            source_table,
+            events: kept,
+            schemas,
+            copy_text,
+        })
+    }
+}
+
+/// The winners of [`event::coalesce`], moved out of `events`, in arrival order.
+fn coalesced(mut events: Vec<Event>) -> Vec<Event> {
+    let winners = event::coalesce(&events);
+    let mut keep = vec![false; events.len()];
+    for index in winners {
+        keep[index] = true;
+    }
+    let mut flags = keep.into_iter();
+    events.retain(|_| flags.next().unwrap_or(false));
+    events
+}
+
+/// A dead letter for `record`.
+pub fn letter(record: Record, source_table: &str, reason: String, code: &str) -> DeadLetter {
+    DeadLetter {
+        record,
+        source_table: source_table.to_owned(),
+        reason,
+        code: code.to_owned(),
+    }
+}
+
+fn image_mismatch(event: &Event, schema: &TableSchema) -> Option<String> {
+    let columns = schema.columns.len();
+    match &event.image {
+        Some(image) if image.len() != columns => Some(format!(
+            "the row image has {} values; schema {} has {columns} columns",
+            image.len(),
+            event.schema_id
+        )),
+        _ if event.key_values.len() != schema.key_columns.len() => Some(format!(
+            "the event has {} key values; schema {} has {} key columns",
+            event.key_values.len(),
+            event.schema_id,
+            schema.key_columns.len()
+        )),
+        _ => None,
+    }
+}
+
+/// The stage rows of `events` in COPY text form: the schema's columns, then position, commit
+/// time, whether it is a delete, and the encoded row key.
+pub fn copy_rows(schema: &TableSchema, events: &[&Event]) -> Vec<u8> {
+    let key_indexes = cdc_model::schema::key_indexes(schema).unwrap_or_default();
+    let null = cdc_model::value::null();
+    let mut buffer = Vec::with_capacity(events.len() * 96);
+    for event in events {
+        let mut row = CopyRow::new(&mut buffer);
+        match &event.image {
+            Some(image) => {
+                for value in image {
+                    row.value(value);
+                }
+            }
+            None => {
+                for index in 0..schema.columns.len() {
+                    let key_at = key_indexes.iter().position(|k| *k == index);
+                    row.value(
+                        key_at
+                            .and_then(|k| event.key_values.get(k))
+                            .unwrap_or(&null),
+                    );
+                }
+            }
+        }
+        row.bytes(&event.position.to_ordered_bytes());
+        row.timestamptz_micros(event.commit_time_micros);
+        row.bool(event.change == Change::Delete);
+        row.bytes(&event.row_key);
+        row.finish();
+    }
+    buffer
+}
