@@ -31,6 +31,15 @@ token = "env:VAULT_TOKEN"
 [kafka]
 bootstrap_servers = "$CDC_KAFKA_BOOTSTRAP"
 TOML
+  if [ "$service" = loader ]; then
+    # The URL without its password; the password comes from Vault like every secret.
+    cat >> "$demo_dir/$service.toml" <<TOML
+
+[postgres]
+url = "$(printf %s "$CDC_PG_URL" | sed -E 's#//([^:@/]+):[^@]*@#//\1@#')"
+password = "vault:secret/cdc/postgres#password"
+TOML
+  fi
 }
 
 stop_services() {

@@ -579,7 +579,8 @@ async fn check_offsets(
     if spans.is_empty() {
         return Ok(Vec::new());
     }
-    let (topics, partitions): (Vec<String>, Vec<i32>) = spans.keys().cloned().unzip();
+    let (topics, partitions): (Vec<String>, Vec<i32>) =
+        spans.keys().map(|(t, p)| (t.to_string(), *p)).unzip();
     let rows = sqlx::query(AssertSqlSafe(statements::lock_offsets(
         &settings.state_schema,
     )))
@@ -605,7 +606,7 @@ async fn store_offsets(
     if offsets.is_empty() {
         return Ok(());
     }
-    let topics: Vec<&str> = offsets.iter().map(|((t, _), _)| t.as_str()).collect();
+    let topics: Vec<&str> = offsets.iter().map(|((t, _), _)| &**t).collect();
     let partitions: Vec<i32> = offsets.iter().map(|((_, p), _)| *p).collect();
     let next: Vec<i64> = offsets.iter().map(|(_, n)| *n).collect();
     sqlx::query(AssertSqlSafe(statements::store_offsets(

@@ -76,7 +76,7 @@ fn push_value(out: &mut Vec<u8>, value: &Value) {
     match kind {
         Kind::Null(_) => out.extend_from_slice(b"\\N"),
         Kind::Bool(b) => out.push(if *b { b't' } else { b'f' }),
-        Kind::Int64(i) => push_display(out, i),
+        Kind::Int64(i) => push_i64(out, *i),
         Kind::Float64(f) => push_float(out, *f),
         Kind::Decimal(d) => match cdc_model::Decimal::from_proto(d) {
             Ok(decimal) => push_display(out, &decimal),
@@ -94,6 +94,26 @@ fn push_value(out: &mut Vec<u8>, value: &Value) {
             out.extend_from_slice(b"+00");
         }
     }
+}
+
+/// Decimal digits of an integer, without going through `fmt` (this is the hot path).
+fn push_i64(out: &mut Vec<u8>, value: i64) {
+    if value < 0 {
+        out.push(b'-');
+    }
+    push_digits(out, value.unsigned_abs(), 1);
+}
+
+/// `value` in decimal, zero-padded to at least `width` digits.
+fn push_digits(out: &mut Vec<u8>, mut value: u64, width: usize) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    while value > 0 || digits.len() - at < width {
+        at -= 1;
+        digits[at] = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 fn push_display(out: &mut Vec<u8>, value: &dyn std::fmt::Display) {
@@ -160,14 +180,18 @@ fn push_uuid(out: &mut Vec<u8>, bytes: &[u8]) {
 
 fn push_date(out: &mut Vec<u8>, days: i32) {
     let (year, month, day) = civil_from_days(days);
-    let mut text = String::new();
-    if year <= 0 {
-        // Year 0 is 1 BC in PostgreSQL's notation.
-        let _ = write!(text, "{:04}-{month:02}-{day:02} BC", 1 - year);
+    // Year 0 is 1 BC in PostgreSQL's notation.
+    let (shown_year, era) = if year <= 0 {
+        (1 - year, " BC")
     } else {
-        let _ = write!(text, "{year:04}-{month:02}-{day:02}");
-    }
-    out.extend_from_slice(text.as_bytes());
+        (year, "")
+    };
+    push_digits(out, u64::from(shown_year.unsigned_abs()), 4);
+    out.push(b'-');
+    push_digits(out, u64::from(month), 2);
+    out.push(b'-');
+    push_digits(out, u64::from(day), 2);
+    out.extend_from_slice(era.as_bytes());
 }
 
 const MICROS_PER_DAY: i64 = 86_400_000_000;
@@ -179,12 +203,17 @@ fn micros_of_nanos(nanos: i64) -> i64 {
 }
 
 fn push_time_of_day(out: &mut Vec<u8>, micros: i64) {
+    let micros = micros.unsigned_abs();
     let (hours, rest) = (micros / 3_600_000_000, micros % 3_600_000_000);
     let (minutes, rest) = (rest / 60_000_000, rest % 60_000_000);
     let (seconds, fraction) = (rest / 1_000_000, rest % 1_000_000);
-    let mut text = String::new();
-    let _ = write!(text, "{hours:02}:{minutes:02}:{seconds:02}.{fraction:06}");
-    out.extend_from_slice(text.as_bytes());
+    push_digits(out, hours, 2);
+    out.push(b':');
+    push_digits(out, minutes, 2);
+    out.push(b':');
+    push_digits(out, seconds, 2);
+    out.push(b'.');
+    push_digits(out, fraction, 6);
 }
 
 fn push_timestamp(out: &mut Vec<u8>, micros: i64) {

@@ -185,7 +185,7 @@ fn stored_letter(message: &rdkafka::message::BorrowedMessage<'_>) -> StoredLette
     }
     let get = |name: &str| headers.get(name).cloned().unwrap_or_default();
     let provenance = Provenance {
-        topic: get(header::SOURCE_TOPIC),
+        topic: get(header::SOURCE_TOPIC).into(),
         partition: get(header::SOURCE_PARTITION).parse().unwrap_or(-1),
         offset: get(header::SOURCE_OFFSET).parse().unwrap_or(-1),
     };

@@ -10,8 +10,8 @@ use prost::Message as _;
 /// Where a record was consumed from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Provenance {
-    /// Topic.
-    pub topic: String,
+    /// Topic (shared: every record of a topic points at one string).
+    pub topic: std::sync::Arc<str>,
     /// Partition.
     pub partition: i32,
     /// Offset.

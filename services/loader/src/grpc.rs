@@ -109,7 +109,7 @@ fn to_message(letter: &StoredLetter, replayed: bool) -> DeadLetter {
         source_table: letter.header(header::TABLE).to_owned(),
         reason: letter.header(header::REASON).to_owned(),
         code: letter.header(header::CODE).to_owned(),
-        source_topic: letter.record.provenance.topic.clone(),
+        source_topic: letter.record.provenance.topic.to_string(),
         source_partition: letter.record.provenance.partition,
         source_offset: letter.record.provenance.offset,
         refused_at_ms: letter.header(header::REFUSED_AT_MS).parse().unwrap_or(0),

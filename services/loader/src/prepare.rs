@@ -144,24 +144,46 @@ impl Preparer {
     ) -> Result<Prepared, (Vec<Record>, SchemaError)> {
         let mut dead = Vec::new();
         let mut by_table: BTreeMap<TargetTable, Vec<Event>> = BTreeMap::new();
+        // Consecutive events nearly always share a table: resolve its names once per run.
+        let mut last: Option<(cdc_model::proto::TableId, Result<TargetTable, String>)> = None;
+        let mut seen: HashSet<(TargetTable, Arc<str>)> = HashSet::new();
         for record in records {
-            match event::decode(record) {
-                Ok(event) => {
-                    let target = self.target_of(&event.table);
-                    let source_table = source_name(&event.table);
-                    self.tables
-                        .observe(&target, &source_table, &event.record.provenance.topic);
-                    match check_identifier(&target.name) {
-                        Ok(()) => by_table.entry(target).or_default().push(event),
-                        Err(reason) => dead.push(letter(
-                            event.record,
-                            &source_table,
-                            format!("target table name: {reason}"),
-                            "",
-                        )),
+            let event = match event::decode(record) {
+                Ok(event) => event,
+                Err((record, why)) => {
+                    dead.push(letter(record, "", why.0, ""));
+                    continue;
+                }
+            };
+            if last.as_ref().is_none_or(|(table, _)| *table != event.table) {
+                let target = self.target_of(&event.table);
+                let checked = check_identifier(&target.name).map(|()| target);
+                last = Some((event.table.clone(), checked));
+            }
+            let Some((_, resolved)) = &last else {
+                continue;
+            };
+            match resolved {
+                Ok(target) => {
+                    if !seen.contains(&(target.clone(), Arc::clone(&event.record.provenance.topic)))
+                    {
+                        let topic = Arc::clone(&event.record.provenance.topic);
+                        self.tables
+                            .observe(target, &source_name(&event.table), &topic);
+                        seen.insert((target.clone(), topic));
+                    }
+                    match by_table.get_mut(target) {
+                        Some(events) => events.push(event),
+                        None => {
+                            by_table.insert(target.clone(), vec![event]);
+                        }
                     }
                 }
-                Err((record, why)) => dead.push(letter(record, "", why.0, "")),
+                Err(reason) => {
+                    let source_table = source_name(&event.table);
+                    let reason = format!("target table name: {reason}");
+                    dead.push(letter(event.record, &source_table, reason, ""));
+                }
             }
         }
         let mut groups = BTreeMap::new();

@@ -100,9 +100,20 @@ struct PollState {
     batch: Batch,
     next_epoch: u64,
     pending_seeks: HashMap<PartitionId, Option<i64>>,
+    topics: HashMap<Box<str>, Arc<str>>,
 }
 
 impl PollState {
+    /// One shared string per topic name, so records and partition ids share it.
+    fn intern(&mut self, topic: &str) -> Arc<str> {
+        if let Some(shared) = self.topics.get(topic) {
+            return Arc::clone(shared);
+        }
+        let shared: Arc<str> = Arc::from(topic);
+        self.topics.insert(Box::from(topic), Arc::clone(&shared));
+        shared
+    }
+
     fn start_partition(&mut self, id: PartitionId, expected: Option<i64>) {
         self.next_epoch += 1;
         self.batch.drop_partition(&id);
@@ -151,11 +162,14 @@ impl LoaderContext {
     }
 
     fn assign(&self, consumer: &BaseConsumer<Self>, assignment: &mut TopicPartitionList) {
-        let partitions: Vec<PartitionId> = assignment
-            .elements()
-            .iter()
-            .map(|e| (e.topic().to_owned(), e.partition()))
-            .collect();
+        let partitions: Vec<PartitionId> = {
+            let mut state = self.state();
+            assignment
+                .elements()
+                .iter()
+                .map(|e| (state.intern(e.topic()), e.partition()))
+                .collect()
+        };
         let Some(stored) = self.stored_offsets(&partitions) else {
             return;
         };
@@ -231,7 +245,7 @@ fn pause_topics(
     let list = partition_list(
         partitions
             .iter()
-            .filter(|(topic, _)| topics.contains(topic)),
+            .filter(|(topic, _)| topics.contains(&**topic)),
     );
     if list.count() > 0
         && let Err(e) = consumer.pause(&list)
@@ -293,6 +307,10 @@ pub fn start(
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "false")
         .set("partition.assignment.strategy", "range,roundrobin");
+    if config.get("queued.max.messages.kbytes").is_none() {
+        // librdkafka prefetches up to 64 MiB by default; a few batches ahead is enough.
+        config.set("queued.max.messages.kbytes", "16384");
+    }
     if config.get("topic.metadata.refresh.interval.ms").is_none() {
         // New tables appear as new topics; find them within seconds, not librdkafka's 5 minutes.
         config.set("topic.metadata.refresh.interval.ms", "5000");
@@ -376,8 +394,9 @@ impl Worker {
     /// Adds a message to the open batch; false when it is dropped (partition not ours, paused
     /// or waiting for a seek).
     fn take(&self, message: &rdkafka::message::BorrowedMessage<'_>) -> bool {
-        let id = (message.topic().to_owned(), message.partition());
         let mut state = self.state();
+        let topic = state.intern(message.topic());
+        let id = (topic, message.partition());
         if state.pending_seeks.contains_key(&id) {
             return false;
         }
@@ -442,7 +461,7 @@ impl Worker {
         self.state()
             .partitions
             .keys()
-            .filter(|(topic, _)| topics.contains(topic))
+            .filter(|(topic, _)| topics.iter().any(|t| **t == **topic))
             .cloned()
             .collect()
     }

@@ -13,7 +13,7 @@ use crate::config::PostgresConfig;
 use crate::statements;
 
 /// A topic partition.
-pub type PartitionId = (String, i32);
+pub type PartitionId = (std::sync::Arc<str>, i32);
 
 /// Whether a PostgreSQL failure concerns the rows, the table, or the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,7 +127,8 @@ impl OffsetStore {
         &self,
         partitions: &[PartitionId],
     ) -> Result<HashMap<PartitionId, i64>, sqlx::Error> {
-        let (topics, numbers): (Vec<String>, Vec<i32>) = partitions.iter().cloned().unzip();
+        let (topics, numbers): (Vec<String>, Vec<i32>) =
+            partitions.iter().map(|(t, p)| (t.to_string(), *p)).unzip();
         let rows = sqlx::query(AssertSqlSafe(statements::read_offsets(&self.state_schema)))
             .bind(&self.group)
             .bind(topics)
@@ -150,5 +151,6 @@ impl OffsetStore {
 
 /// `(topic, partition, next_offset)` of an offsets row.
 pub fn offset_row(row: &sqlx::postgres::PgRow) -> Result<(PartitionId, i64), sqlx::Error> {
-    Ok(((row.try_get(0)?, row.try_get(1)?), row.try_get(2)?))
+    let topic: String = row.try_get(0)?;
+    Ok(((topic.into(), row.try_get(1)?), row.try_get(2)?))
 }
