@@ -137,6 +137,15 @@ impl Applier {
         }
     }
 
+    /// Names this applier's PostgreSQL session `cdc-loader/<index>` (visible in
+    /// `pg_stat_activity`).
+    pub fn named(mut self, index: usize) -> Applier {
+        self.connector = self
+            .connector
+            .with_application_name(&format!("cdc-loader/{index}"));
+        self
+    }
+
     /// The table set this applier reports to.
     pub fn tables(&self) -> &Tables {
         &self.tables

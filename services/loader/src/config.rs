@@ -189,6 +189,10 @@ pub struct BatchConfig {
     /// Batches read ahead while one is applied (memory is at most this plus one batch).
     #[serde(default = "default_queue_depth")]
     pub queue_depth: usize,
+    /// PostgreSQL sessions applying at once; each partition always goes to the same one, so
+    /// order per row holds.
+    #[serde(default = "default_appliers")]
+    pub appliers: usize,
 }
 
 impl Default for BatchConfig {
@@ -198,6 +202,7 @@ impl Default for BatchConfig {
             max_bytes: default_max_bytes(),
             max_wait_ms: default_max_wait_ms(),
             queue_depth: default_queue_depth(),
+            appliers: default_appliers(),
         }
     }
 }
@@ -215,6 +220,10 @@ fn default_max_wait_ms() -> u64 {
 }
 
 fn default_queue_depth() -> usize {
+    2
+}
+
+fn default_appliers() -> usize {
     2
 }
 
@@ -320,6 +329,7 @@ impl LoaderConfig {
             ),
             ("batch.max_wait_ms", self.batch.max_wait_ms, 1, 60_000),
             ("batch.queue_depth", self.batch.queue_depth as u64, 1, 64),
+            ("batch.appliers", self.batch.appliers as u64, 1, 32),
             (
                 "retry.initial_backoff_ms",
                 self.retry.initial_backoff_ms,

@@ -74,15 +74,20 @@ pub async fn start(context: ServiceContext<LoaderConfig>) -> anyhow::Result<Star
         schemas,
         tables.clone(),
     );
-    let applier = Applier::new(
-        settings,
-        connector.clone(),
-        preparer.clone(),
-        tables.clone(),
-        dead_letters,
-        Some(source_commands),
-        context.shutdown.clone(),
-    );
+    let appliers: Vec<Applier> = (0..config.batch.appliers)
+        .map(|index| {
+            Applier::new(
+                settings.clone(),
+                connector.clone(),
+                preparer.clone(),
+                tables.clone(),
+                dead_letters.clone(),
+                Some(source_commands.clone()),
+                context.shutdown.clone(),
+            )
+            .named(index)
+        })
+        .collect();
     let mut consumer_config = client_config.clone();
     for (key, value) in &config.consumer.properties {
         consumer_config.set(key, value);
@@ -112,7 +117,7 @@ pub async fn start(context: ServiceContext<LoaderConfig>) -> anyhow::Result<Star
     );
     tokio::spawn(probe);
     let work = Work {
-        applier,
+        appliers,
         preparer,
         connector,
         state_schema: config.target.state_schema.clone(),
@@ -132,7 +137,7 @@ pub async fn start(context: ServiceContext<LoaderConfig>) -> anyhow::Result<Star
 }
 
 struct Work {
-    applier: Applier,
+    appliers: Vec<Applier>,
     preparer: Preparer,
     connector: Connector,
     state_schema: String,
@@ -144,41 +149,53 @@ struct Work {
 
 impl Work {
     async fn run(
-        mut self,
+        self,
         setup: SourceSetup,
         source_commands: mpsc::Receiver<crate::source::SourceCommand>,
-        mut requests: tokio::sync::mpsc::Receiver<ApplierRequest>,
+        requests: tokio::sync::mpsc::Receiver<ApplierRequest>,
     ) -> anyhow::Result<()> {
         if !self.bootstrap().await {
             return Ok(());
         }
         let (batches, consumer_thread) = crate::source::start(setup, source_commands)?;
-        // Preparing (decode, coalesce, encode) runs one batch ahead of the applier.
-        let (prepared_sender, mut prepared) = tokio::sync::mpsc::channel(1);
-        let preparing = tokio::spawn(prepare_ahead(
-            self.preparer.clone(),
-            batches,
-            prepared_sender,
-            self.shutdown.clone(),
-        ));
-        let mut housekeeping = tokio::time::interval(HOUSEKEEPING_INTERVAL);
-        loop {
-            tokio::select! {
-                batch = prepared.recv() => match batch {
-                    Some(batch) => {
-                        if !self.apply(batch).await {
-                            break;
-                        }
-                    }
-                    None => break,
-                },
-                Some(request) = requests.recv() => self.serve(request).await,
-                _ = housekeeping.tick() => self.housekeeping().await,
-                () = self.shutdown.cancelled() => break,
-            }
+        let Work {
+            appliers,
+            preparer,
+            tombstone_retention_hours,
+            dead_letter_topic,
+            state,
+            shutdown,
+            ..
+        } = self;
+        let mut requests = Some(requests);
+        let mut inputs = Vec::new();
+        let mut tasks = Vec::new();
+        for applier in appliers {
+            // Per session: preparing (decode, coalesce, encode) runs one batch ahead of applying.
+            let (raw_sender, raw) = tokio::sync::mpsc::channel(1);
+            let (prepared_sender, prepared) = tokio::sync::mpsc::channel(1);
+            tasks.push(tokio::spawn(prepare_ahead(
+                preparer.clone(),
+                raw,
+                prepared_sender,
+                shutdown.clone(),
+            )));
+            let worker = ApplyWorker {
+                applier,
+                tombstone_retention_hours,
+                dead_letter_topic: dead_letter_topic.clone(),
+                state: state.clone(),
+                shutdown: shutdown.clone(),
+            };
+            // The first session also serves the control API's requests and housekeeping.
+            tasks.push(tokio::spawn(worker.run(prepared, requests.take())));
+            inputs.push(raw_sender);
         }
-        drop(prepared);
-        let _ = preparing.await;
+        dispatch(batches, &inputs, &shutdown).await;
+        drop(inputs);
+        for task in tasks {
+            let _ = task.await;
+        }
         let _ = tokio::task::spawn_blocking(move || consumer_thread.join()).await;
         Ok(())
     }
@@ -208,6 +225,80 @@ impl Work {
                 () = self.shutdown.cancelled() => return false,
             }
             backoff = (backoff * 2).min(Duration::from_secs(10));
+        }
+    }
+}
+
+/// Prepares batches from the consumer thread and hands them on, one ahead of the applier.
+async fn prepare_ahead(
+    preparer: Preparer,
+    mut batches: tokio::sync::mpsc::Receiver<Batch>,
+    prepared: tokio::sync::mpsc::Sender<PreparedBatch>,
+    shutdown: CancellationToken,
+) {
+    while let Some(batch) = batches.recv().await {
+        let Some(ready) = preparer.prepare_batch(batch, &shutdown).await else {
+            return;
+        };
+        if prepared.send(ready).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Hands each session its partitions' share of every batch, in order.
+async fn dispatch(
+    mut batches: tokio::sync::mpsc::Receiver<Batch>,
+    sessions: &[tokio::sync::mpsc::Sender<Batch>],
+    shutdown: &CancellationToken,
+) {
+    loop {
+        let batch = tokio::select! {
+            batch = batches.recv() => batch,
+            () = shutdown.cancelled() => None,
+        };
+        let Some(batch) = batch else {
+            return;
+        };
+        for (part, session) in batch.split(sessions.len()).into_iter().zip(sessions) {
+            if !part.records.is_empty() && session.send(part).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// One PostgreSQL session applying its share of the batches.
+struct ApplyWorker {
+    applier: Applier,
+    tombstone_retention_hours: u64,
+    dead_letter_topic: String,
+    state: ServiceState,
+    shutdown: CancellationToken,
+}
+
+impl ApplyWorker {
+    async fn run(
+        mut self,
+        mut prepared: tokio::sync::mpsc::Receiver<PreparedBatch>,
+        mut requests: Option<tokio::sync::mpsc::Receiver<ApplierRequest>>,
+    ) {
+        let serves_control = requests.is_some();
+        let mut housekeeping = tokio::time::interval(HOUSEKEEPING_INTERVAL);
+        loop {
+            tokio::select! {
+                batch = prepared.recv() => match batch {
+                    Some(batch) => {
+                        if !self.apply(batch).await {
+                            return;
+                        }
+                    }
+                    None => return,
+                },
+                Some(request) = next_request(&mut requests) => self.serve(request).await,
+                _ = housekeeping.tick(), if serves_control => self.housekeeping().await,
+                () = self.shutdown.cancelled() => return,
+            }
         }
     }
 
@@ -257,19 +348,12 @@ impl Work {
     }
 }
 
-/// Prepares batches from the consumer thread and hands them on, one ahead of the applier.
-async fn prepare_ahead(
-    preparer: Preparer,
-    mut batches: tokio::sync::mpsc::Receiver<Batch>,
-    prepared: tokio::sync::mpsc::Sender<PreparedBatch>,
-    shutdown: CancellationToken,
-) {
-    while let Some(batch) = batches.recv().await {
-        let Some(ready) = preparer.prepare_batch(batch, &shutdown).await else {
-            return;
-        };
-        if prepared.send(ready).await.is_err() {
-            return;
-        }
+/// The next control request, or never when this session serves none.
+async fn next_request(
+    requests: &mut Option<tokio::sync::mpsc::Receiver<ApplierRequest>>,
+) -> Option<ApplierRequest> {
+    match requests {
+        Some(requests) => requests.recv().await,
+        None => std::future::pending().await,
     }
 }

@@ -59,6 +59,30 @@ impl Batch {
         self.records.push(record);
     }
 
+    /// Splits the batch into `parts` batches by partition: a partition always lands in the
+    /// same part (within this process), so each part can be applied on its own session.
+    pub fn split(self, parts: usize) -> Vec<Batch> {
+        let mut split: Vec<Batch> = (0..parts).map(|_| Batch::default()).collect();
+        let part_of = |id: &PartitionId| {
+            let mut hasher = std::hash::DefaultHasher::new();
+            std::hash::Hash::hash(id, &mut hasher);
+            (std::hash::Hasher::finish(&hasher) % parts.max(1) as u64) as usize
+        };
+        for (id, span) in self.partitions {
+            split[part_of(&id)].partitions.insert(id, span);
+        }
+        for record in self.records {
+            let id = (
+                Arc::clone(&record.provenance.topic),
+                record.provenance.partition,
+            );
+            let part = &mut split[part_of(&id)];
+            part.bytes += record.size();
+            part.records.push(record);
+        }
+        split
+    }
+
     fn drop_partition(&mut self, id: &PartitionId) {
         if self.partitions.remove(id).is_some() {
             self.records

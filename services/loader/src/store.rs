@@ -68,6 +68,14 @@ impl Connector {
         })
     }
 
+    /// The same, with another `application_name`.
+    pub fn with_application_name(&self, name: &str) -> Connector {
+        Connector {
+            options: self.options.clone().application_name(name),
+            connect_timeout: self.connect_timeout,
+        }
+    }
+
     /// One connection, for the applier.
     pub async fn connect(&self) -> Result<PgConnection, sqlx::Error> {
         tokio::time::timeout(
