@@ -154,12 +154,23 @@ fn push_escaped(out: &mut Vec<u8>, text: &str) {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
+/// Two hex digits of every byte value, so bytes are written a pair at a time.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    let mut pairs = [[0u8; 2]; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        pairs[byte] = [HEX[byte >> 4], HEX[byte & 0xf]];
+        byte += 1;
+    }
+    pairs
+};
+
 /// `\x…` with its backslash escaped for COPY.
 fn push_bytea(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.reserve(3 + 2 * bytes.len());
     out.extend_from_slice(b"\\\\x");
     for &byte in bytes {
-        out.push(HEX[usize::from(byte >> 4)]);
-        out.push(HEX[usize::from(byte & 0xf)]);
+        out.extend_from_slice(&HEX_PAIRS[usize::from(byte)]);
     }
 }
 

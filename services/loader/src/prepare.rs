@@ -144,9 +144,9 @@ impl Preparer {
     ) -> Result<Prepared, (Vec<Record>, SchemaError)> {
         let mut dead = Vec::new();
         let mut by_table: BTreeMap<TargetTable, Vec<Event>> = BTreeMap::new();
-        // Consecutive events nearly always share a table: resolve its names once per run.
-        let mut last: Option<(cdc_model::proto::TableId, Result<TargetTable, String>)> = None;
-        let mut seen: HashSet<(TargetTable, Arc<str>)> = HashSet::new();
+        // Consecutive events nearly always share a table and a topic: names are resolved and
+        // progress observed once per run of them, not per event.
+        let mut run: Option<Run> = None;
         for record in records {
             let event = match event::decode(record) {
                 Ok(event) => event,
@@ -155,36 +155,21 @@ impl Preparer {
                     continue;
                 }
             };
-            if last.as_ref().is_none_or(|(table, _)| *table != event.table) {
-                let target = self.target_of(&event.table);
-                let checked = check_identifier(&target.name).map(|()| target);
-                last = Some((event.table.clone(), checked));
-            }
-            let Some((_, resolved)) = &last else {
-                continue;
-            };
-            match resolved {
-                Ok(target) => {
-                    if !seen.contains(&(target.clone(), Arc::clone(&event.record.provenance.topic)))
-                    {
-                        let topic = Arc::clone(&event.record.provenance.topic);
-                        self.tables
-                            .observe(target, &source_name(&event.table), &topic);
-                        seen.insert((target.clone(), topic));
-                    }
-                    match by_table.get_mut(target) {
-                        Some(events) => events.push(event),
-                        None => {
-                            by_table.insert(target.clone(), vec![event]);
-                        }
-                    }
+            let same_run = run.as_ref().is_some_and(|r| {
+                r.table == event.table && Arc::ptr_eq(&r.topic, &event.record.provenance.topic)
+            });
+            if !same_run {
+                if let Some(finished) = run.take() {
+                    finished.flush(&mut by_table, &mut dead);
                 }
-                Err(reason) => {
-                    let source_table = source_name(&event.table);
-                    let reason = format!("target table name: {reason}");
-                    dead.push(letter(event.record, &source_table, reason, ""));
-                }
+                run = Some(self.start_run(&event));
             }
+            if let Some(current) = run.as_mut() {
+                current.events.push(event);
+            }
+        }
+        if let Some(finished) = run.take() {
+            finished.flush(&mut by_table, &mut dead);
         }
         let mut groups = BTreeMap::new();
         let mut failed: Option<SchemaError> = None;
@@ -209,6 +194,26 @@ impl Preparer {
                 }
                 Err((records, error))
             }
+        }
+    }
+
+    fn start_run(&self, first: &Event) -> Run {
+        let target = self.target_of(&first.table);
+        let source_table = source_name(&first.table);
+        let target = match check_identifier(&target.name) {
+            Ok(()) => {
+                self.tables
+                    .observe(&target, &source_table, &first.record.provenance.topic);
+                Ok(target)
+            }
+            Err(reason) => Err(format!("target table name: {reason}")),
+        };
+        Run {
+            table: first.table.clone(),
+            topic: Arc::clone(&first.record.provenance.topic),
+            source_table,
+            target,
+            events: Vec::new(),
         }
     }
 
@@ -260,6 +265,28 @@ impl Preparer {
     }
 }
 
+/// Consecutive events of one table from one topic.
+struct Run {
+    table: cdc_model::proto::TableId,
+    topic: Arc<str>,
+    source_table: String,
+    target: Result<TargetTable, String>,
+    events: Vec<Event>,
+}
+
+impl Run {
+    fn flush(self, by_table: &mut BTreeMap<TargetTable, Vec<Event>>, dead: &mut Vec<DeadLetter>) {
+        match self.target {
+            Ok(target) => by_table.entry(target).or_default().extend(self.events),
+            Err(reason) => dead.extend(
+                self.events
+                    .into_iter()
+                    .map(|e| letter(e.record, &self.source_table, reason.clone(), "")),
+            ),
+        }
+    }
+}
+
 /// The winners of [`event::coalesce`], moved out of `events`, in arrival order.
 fn coalesced(mut events: Vec<Event>) -> Vec<Event> {
     let winners = event::coalesce(&events);
@@ -305,7 +332,8 @@ fn image_mismatch(event: &Event, schema: &TableSchema) -> Option<String> {
 pub fn copy_rows(schema: &TableSchema, events: &[&Event]) -> Vec<u8> {
     let key_indexes = cdc_model::schema::key_indexes(schema).unwrap_or_default();
     let null = cdc_model::value::null();
-    let mut buffer = Vec::with_capacity(events.len() * 96);
+    // Text is about twice the protobuf size; one allocation up front instead of regrowing.
+    let mut buffer = Vec::with_capacity(events.iter().map(|e| e.record.size() * 2 + 160).sum());
     for event in events {
         let mut row = CopyRow::new(&mut buffer);
         match &event.image {
