@@ -61,6 +61,23 @@ impl KafkaConfig {
     }
 }
 
+/// The partition numbers of `topic` (empty when it does not exist).
+pub fn topic_partitions<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Vec<i32>, String> {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(|e| format!("cannot read metadata of {topic}: {e}"))?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect())
+}
+
 /// Name of the Kafka component in status.
 pub const KAFKA_COMPONENT: &str = "kafka";
 

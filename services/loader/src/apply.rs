@@ -406,19 +406,19 @@ impl Applier {
             .map(|l| (&l.record.provenance, l.id()))
             .collect();
         let mut results: HashMap<String, ReplayResult> = HashMap::new();
-        for dead in &prepared.dead {
-            let id = by_provenance
-                .get(&dead.record.provenance)
-                .cloned()
-                .unwrap_or_default();
+        let mut note = |provenance: &Provenance, applied: bool, reason: String| {
+            let id = by_provenance.get(provenance).cloned().unwrap_or_default();
             results.insert(
                 id.clone(),
                 ReplayResult {
                     id,
-                    applied: false,
-                    reason: dead.reason.clone(),
+                    applied,
+                    reason,
                 },
             );
+        };
+        for dead in &prepared.dead {
+            note(&dead.record.provenance, false, dead.reason.clone());
         }
         let mut session = std::mem::take(&mut self.session);
         let settings = self.settings.clone();
@@ -429,18 +429,8 @@ impl Applier {
         for (target, group) in &prepared.groups {
             if let Some(reason) = tables.paused_reason(target) {
                 for event in &group.events {
-                    let id = by_provenance
-                        .get(&event.record.provenance)
-                        .cloned()
-                        .unwrap_or_default();
-                    results.insert(
-                        id.clone(),
-                        ReplayResult {
-                            id,
-                            applied: false,
-                            reason: format!("table {target} is paused: {reason}"),
-                        },
-                    );
+                    let reason = format!("table {target} is paused: {reason}");
+                    note(&event.record.provenance, false, reason);
                 }
                 continue;
             }
@@ -457,22 +447,16 @@ impl Applier {
             let failed: HashMap<&Provenance, &DeadLetter> =
                 dead.iter().map(|d| (&d.record.provenance, d)).collect();
             for event in &group.events {
-                let id = by_provenance
-                    .get(&event.record.provenance)
-                    .cloned()
-                    .unwrap_or_default();
                 let refusal = match (&result, failed.get(&event.record.provenance)) {
                     (TableResult::Paused(reason), _) => Some(reason.clone()),
                     (_, Some(letter)) => Some(letter.reason.clone()),
                     _ => None,
                 };
-                results.insert(
-                    id.clone(),
-                    ReplayResult {
-                        id,
-                        applied: refusal.is_none(),
-                        reason: refusal.unwrap_or_default(),
-                    },
+                let applied = refusal.is_none();
+                note(
+                    &event.record.provenance,
+                    applied,
+                    refusal.unwrap_or_default(),
                 );
             }
         }

@@ -126,15 +126,8 @@ pub fn read_all(client_config: &ClientConfig, topic: &str) -> Result<Vec<StoredL
         .set("enable.auto.commit", "false")
         .create()
         .map_err(|e| format!("cannot create a Kafka consumer: {e}"))?;
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .map_err(|e| format!("cannot read metadata of {topic}: {e}"))?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic && t.error().is_none())
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
+    let partitions =
+        cdc_service_kit::kafka::topic_partitions(&consumer, topic, Duration::from_secs(10))?;
     let mut ends = HashMap::new();
     let mut assignment = TopicPartitionList::new();
     for partition in partitions {

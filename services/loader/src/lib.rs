@@ -2,7 +2,8 @@
 //! set-based, exactly once in effect — and evolves target tables as source schemas change.
 //!
 //! Parts: [`source`] (Kafka consumer thread, batches, stored offsets at assignment),
-//! [`apply`] (one PostgreSQL transaction per batch), [`target`] and [`statements`] (pure DDL
+//! [`prepare`] (decode, coalesce, encode, one batch ahead), [`apply`] (one PostgreSQL
+//! transaction per batch and session), [`target`] and [`statements`] (pure DDL
 //! and SQL generation), [`schemas`] (the schema registry), [`dead_letters`], [`grpc`]
 //! (control API), [`service`] (wiring).
 

@@ -157,15 +157,8 @@ fn read_forever(shared: &Shared, client_config: &ClientConfig, shutdown: &Cancel
 }
 
 fn assign_all(consumer: &BaseConsumer, topic: &str) -> Result<Vec<i32>, String> {
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(5))
-        .map_err(|e| format!("cannot read metadata: {e}"))?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic && t.error().is_none())
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
+    let partitions =
+        cdc_service_kit::kafka::topic_partitions(consumer, topic, Duration::from_secs(5))?;
     if partitions.is_empty() {
         return Err(format!("topic {topic} does not exist (yet)"));
     }
