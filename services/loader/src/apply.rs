@@ -153,6 +153,7 @@ impl Applier {
 
     /// Applies a prepared batch, retrying transient failures with back-off until it commits or
     /// the service stops (then the batch is left for the next owner: nothing was committed).
+    #[tracing::instrument(name = "apply_batch", skip_all, fields(records = batch.records, tables = batch.prepared.groups.len()))]
     pub async fn apply(&mut self, batch: PreparedBatch) -> bool {
         let started = Instant::now();
         let mut backoff = Duration::from_millis(self.settings.retry.initial_backoff_ms);
@@ -369,6 +370,7 @@ impl Applier {
     }
 
     /// Applies dead letters again, each at most once (replays are recorded in the state schema).
+    #[tracing::instrument(name = "replay_dead_letters", skip_all, fields(letters = letters.len()))]
     pub async fn replay(
         &mut self,
         dlq_topic: &str,
