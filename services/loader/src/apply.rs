@@ -20,7 +20,7 @@ use crate::config::{DeleteMode, RetryConfig};
 use crate::dead_letters::{DeadLetter, DeadLetterSink};
 use crate::event::{Change, Event, Provenance, Record};
 use crate::metrics;
-use crate::naming::{TableNameTemplate, TargetTable};
+use crate::naming::TargetTable;
 use crate::prepare::{PreparedBatch, Preparer, TableGroup, copy_rows, letter, partition_of};
 use crate::source::{PartitionSpan, SourceCommand};
 use crate::statements::{self, StageSpec, TableStatements};
@@ -31,10 +31,6 @@ use crate::target::{self, ColumnDef, Layout, PgType, TableDef};
 /// Fixed settings of the applier.
 #[derive(Debug, Clone)]
 pub struct ApplySettings {
-    /// Schema of the target tables.
-    pub target_schema: String,
-    /// Target table names.
-    pub table_names: TableNameTemplate,
     /// Schema of the loader's own tables.
     pub state_schema: String,
     /// Consumer group (offsets are stored per group).
@@ -327,10 +323,14 @@ impl Applier {
             }
         }
         for letter in &outcome.dead {
-            let target = self.target_for_source(&letter.source_table);
-            self.tables.dead_lettered(&target, 1);
-            ::metrics::counter!(metrics::DEAD_LETTERS, "table" => metrics::table_label(&target))
-                .increment(1);
+            let label = letter
+                .target
+                .as_ref()
+                .map_or_else(|| "(unknown)".to_owned(), metrics::table_label);
+            if let Some(target) = &letter.target {
+                self.tables.dead_lettered(target, 1);
+            }
+            ::metrics::counter!(metrics::DEAD_LETTERS, "table" => label).increment(1);
             tracing::warn!(
                 table = %letter.source_table, topic = %letter.record.provenance.topic,
                 partition = letter.record.provenance.partition, offset = letter.record.provenance.offset,
@@ -349,23 +349,6 @@ impl Applier {
                     offset,
                 });
             }
-        }
-    }
-
-    fn target_for_source(&self, source_table: &str) -> TargetTable {
-        let mut parts = source_table.splitn(3, '.');
-        let table = cdc_model::proto::TableId {
-            database: parts.next().unwrap_or_default().to_owned(),
-            schema: parts.next().unwrap_or_default().to_owned(),
-            table: parts.next().unwrap_or_default().to_owned(),
-        };
-        TargetTable {
-            schema: self.settings.target_schema.clone(),
-            name: if source_table.is_empty() {
-                "(undecodable)".to_owned()
-            } else {
-                self.settings.table_names.render(&table)
-            },
         }
     }
 
@@ -876,6 +859,7 @@ async fn apply_isolating(
                     dead.push(letter(
                         only.record.clone(),
                         source_table,
+                        Some(target),
                         format!("PostgreSQL refused the row: {e}"),
                         &sqlstate(&e),
                     ));

@@ -20,6 +20,8 @@ pub struct DeadLetter {
     pub record: Record,
     /// The source table, `database.schema.table` (empty when unknown).
     pub source_table: String,
+    /// The target table it was meant for (none when undecodable or unnamable).
+    pub target: Option<crate::naming::TargetTable>,
     /// Why it was refused.
     pub reason: String,
     /// SQLSTATE, when PostgreSQL refused it.

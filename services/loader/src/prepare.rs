@@ -151,7 +151,7 @@ impl Preparer {
             let event = match event::decode(record) {
                 Ok(event) => event,
                 Err((record, why)) => {
-                    dead.push(letter(record, "", why.0, ""));
+                    dead.push(letter(record, "", None, why.0, ""));
                     continue;
                 }
             };
@@ -175,7 +175,7 @@ impl Preparer {
         let mut failed: Option<SchemaError> = None;
         for (target, events) in by_table {
             let winners = coalesced(events);
-            match self.with_schemas(winners, &mut dead).await {
+            match self.with_schemas(&target, winners, &mut dead).await {
                 Ok(group) => {
                     groups.insert(target, group);
                 }
@@ -219,6 +219,7 @@ impl Preparer {
 
     async fn with_schemas(
         &self,
+        target: &TargetTable,
         events: Vec<Event>,
         dead: &mut Vec<DeadLetter>,
     ) -> Result<TableGroup, SchemaError> {
@@ -240,11 +241,23 @@ impl Preparer {
             }
             let Some(schema) = schemas.get(&event.schema_id) else {
                 let reason = format!("schema {} is not published", event.schema_id);
-                dead.push(letter(event.record, &source_table, reason, ""));
+                dead.push(letter(
+                    event.record,
+                    &source_table,
+                    Some(target),
+                    reason,
+                    "",
+                ));
                 continue;
             };
             if let Some(reason) = image_mismatch(&event, schema) {
-                dead.push(letter(event.record, &source_table, reason, ""));
+                dead.push(letter(
+                    event.record,
+                    &source_table,
+                    Some(target),
+                    reason,
+                    "",
+                ));
                 continue;
             }
             kept.push(event);
@@ -281,7 +294,7 @@ impl Run {
             Err(reason) => dead.extend(
                 self.events
                     .into_iter()
-                    .map(|e| letter(e.record, &self.source_table, reason.clone(), "")),
+                    .map(|e| letter(e.record, &self.source_table, None, reason.clone(), "")),
             ),
         }
     }
@@ -299,11 +312,18 @@ fn coalesced(mut events: Vec<Event>) -> Vec<Event> {
     events
 }
 
-/// A dead letter for `record`.
-pub fn letter(record: Record, source_table: &str, reason: String, code: &str) -> DeadLetter {
+/// A dead letter for `record`, meant for `target`.
+pub fn letter(
+    record: Record,
+    source_table: &str,
+    target: Option<&TargetTable>,
+    reason: String,
+    code: &str,
+) -> DeadLetter {
     DeadLetter {
         record,
         source_table: source_table.to_owned(),
+        target: target.cloned(),
         reason,
         code: code.to_owned(),
     }

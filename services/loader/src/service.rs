@@ -58,8 +58,6 @@ pub async fn start(context: ServiceContext<LoaderConfig>) -> anyhow::Result<Star
         topics.dlq_loader(),
     );
     let settings = ApplySettings {
-        target_schema: config.target.schema.clone(),
-        table_names,
         state_schema: config.target.state_schema.clone(),
         group: config.consumer.group_id.clone(),
         layout: Layout {
@@ -70,7 +68,7 @@ pub async fn start(context: ServiceContext<LoaderConfig>) -> anyhow::Result<Star
     };
     let preparer = Preparer::new(
         config.target.schema.clone(),
-        settings.table_names.clone(),
+        table_names,
         schemas,
         tables.clone(),
     );
