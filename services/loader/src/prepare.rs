@@ -228,29 +228,28 @@ impl Preparer {
             .map(|e| source_name(&e.table))
             .unwrap_or_default();
         let mut schemas = BTreeMap::new();
+        // Ids the registry read the whole topic for and did not find: asked once per batch.
+        let mut missing: HashSet<String> = HashSet::new();
         let mut kept = Vec::with_capacity(events.len());
         for event in events {
-            if !schemas.contains_key(&event.schema_id) {
+            let known =
+                schemas.contains_key(&event.schema_id) || missing.contains(&event.schema_id);
+            if !known {
                 match self.schemas.get(&event.schema_id).await {
                     Ok(schema) => {
                         schemas.insert(event.schema_id.clone(), schema);
                     }
-                    Err(SchemaError::Missing { .. }) => {}
+                    Err(SchemaError::Missing { .. }) => {
+                        missing.insert(event.schema_id.clone());
+                    }
                     Err(e @ SchemaError::Unavailable { .. }) => return Err(e),
                 }
             }
-            let Some(schema) = schemas.get(&event.schema_id) else {
-                let reason = format!("schema {} is not published", event.schema_id);
-                dead.push(letter(
-                    event.record,
-                    &source_table,
-                    Some(target),
-                    reason,
-                    "",
-                ));
-                continue;
+            let refusal = match schemas.get(&event.schema_id) {
+                None => Some(format!("schema {} is not published", event.schema_id)),
+                Some(schema) => image_mismatch(&event, schema),
             };
-            if let Some(reason) = image_mismatch(&event, schema) {
+            if let Some(reason) = refusal {
                 dead.push(letter(
                     event.record,
                     &source_table,
