@@ -11,6 +11,7 @@ pub mod grpc;
 pub mod kafka;
 pub mod metrics;
 pub mod runtime;
+pub mod schema_registry;
 pub mod secrets;
 pub mod state;
 pub mod telemetry;

@@ -4,8 +4,8 @@
 //! Parts: [`source`] (Kafka consumer thread, batches, stored offsets at assignment),
 //! [`prepare`] (decode, coalesce, encode, one batch ahead), [`apply`] (one PostgreSQL
 //! transaction per batch and session), [`target`] and [`statements`] (pure DDL
-//! and SQL generation), [`schemas`] (the schema registry), [`dead_letters`], [`grpc`]
-//! (control API), [`service`] (wiring).
+//! and SQL generation), [`dead_letters`], [`grpc`] (control API), [`service`] (wiring).
+//! Schemas come from the kit's schema registry.
 
 pub mod apply;
 pub mod config;
@@ -16,7 +16,6 @@ pub mod grpc;
 pub mod metrics;
 pub mod naming;
 pub mod prepare;
-pub mod schemas;
 pub mod service;
 pub mod source;
 pub mod statements;

@@ -13,7 +13,7 @@ use crate::copy_text::CopyRow;
 use crate::dead_letters::DeadLetter;
 use crate::event::{self, Change, Event, Record};
 use crate::naming::{TableNameTemplate, TargetTable, check_identifier, source_name};
-use crate::schemas::{SchemaError, SchemaRegistry};
+use cdc_service_kit::schema_registry::{SchemaError, SchemaRegistry};
 use crate::source::{Batch, PartitionSpan};
 use crate::store::PartitionId;
 use crate::tables::Tables;

@@ -16,7 +16,7 @@ use crate::grpc::{ApplierRequest, LoaderControl};
 use crate::naming::TableNameTemplate;
 use crate::prepare::{PreparedBatch, Preparer};
 use crate::proto::loader_server::LoaderServer;
-use crate::schemas::SchemaRegistry;
+use cdc_service_kit::schema_registry::SchemaRegistry;
 use crate::source::{Batch, SourceSetup};
 
 use crate::store::{Connector, OffsetStore};

@@ -1,4 +1,4 @@
-//! The schema registry: every table schema published to `<prefix>.schemas`, read from the
+//! The schema registry every consumer of change events uses: every table schema published to `<prefix>.schemas`, read from the
 //! start of the compacted topic by a thread of its own and kept in memory by fingerprint.
 //!
 //! A schema is committed to Kafka before (or with) the first event that names it, so an
@@ -122,7 +122,7 @@ impl SchemaRegistry {
 fn read_forever(shared: &Shared, client_config: &ClientConfig, shutdown: &CancellationToken) {
     let mut config = client_config.clone();
     config
-        .set("group.id", "cdc-loader-schema-registry")
+        .set("group.id", "cdc-schema-registry")
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "false");
@@ -158,7 +158,7 @@ fn read_forever(shared: &Shared, client_config: &ClientConfig, shutdown: &Cancel
 
 fn assign_all(consumer: &BaseConsumer, topic: &str) -> Result<Vec<i32>, String> {
     let partitions =
-        cdc_service_kit::kafka::topic_partitions(consumer, topic, Duration::from_secs(5))?;
+        crate::kafka::topic_partitions(consumer, topic, Duration::from_secs(5))?;
     if partitions.is_empty() {
         return Err(format!("topic {topic} does not exist (yet)"));
     }
