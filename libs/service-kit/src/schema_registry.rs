@@ -157,8 +157,7 @@ fn read_forever(shared: &Shared, client_config: &ClientConfig, shutdown: &Cancel
 }
 
 fn assign_all(consumer: &BaseConsumer, topic: &str) -> Result<Vec<i32>, String> {
-    let partitions =
-        crate::kafka::topic_partitions(consumer, topic, Duration::from_secs(5))?;
+    let partitions = crate::kafka::topic_partitions(consumer, topic, Duration::from_secs(5))?;
     if partitions.is_empty() {
         return Err(format!("topic {topic} does not exist (yet)"));
     }

@@ -13,10 +13,10 @@ use crate::copy_text::CopyRow;
 use crate::dead_letters::DeadLetter;
 use crate::event::{self, Change, Event, Record};
 use crate::naming::{TableNameTemplate, TargetTable, check_identifier, source_name};
-use cdc_service_kit::schema_registry::{SchemaError, SchemaRegistry};
 use crate::source::{Batch, PartitionSpan};
 use crate::store::PartitionId;
 use crate::tables::Tables;
+use cdc_service_kit::schema_registry::{SchemaError, SchemaRegistry};
 
 /// Events of one target table in a batch, coalesced, with their schemas.
 pub struct TableGroup {

@@ -16,8 +16,8 @@ use crate::grpc::{ApplierRequest, LoaderControl};
 use crate::naming::TableNameTemplate;
 use crate::prepare::{PreparedBatch, Preparer};
 use crate::proto::loader_server::LoaderServer;
-use cdc_service_kit::schema_registry::SchemaRegistry;
 use crate::source::{Batch, SourceSetup};
+use cdc_service_kit::schema_registry::SchemaRegistry;
 
 use crate::store::{Connector, OffsetStore};
 use crate::tables::Tables;

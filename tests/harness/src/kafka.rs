@@ -2,9 +2,13 @@
 
 use std::time::Duration;
 
+use cdc_model::Topics;
+use cdc_model::proto::{ChangeEvent, TableSchema};
+use prost::Message as _;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use crate::Stack;
 
@@ -67,4 +71,69 @@ pub fn client_config(stack: &Stack) -> ClientConfig {
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", &stack.kafka_bootstrap);
     config
+}
+
+/// Writes change events and schemas the way the upstream stage does: key = table and primary
+/// key, value = the protobuf `ChangeEvent`; schemas keyed by fingerprint.
+pub struct EventProducer {
+    producer: FutureProducer,
+}
+
+impl EventProducer {
+    /// A producer on the stack's cluster.
+    pub fn new(stack: &Stack) -> EventProducer {
+        let producer = client_config(stack)
+            .set("linger.ms", "5")
+            .create()
+            .expect("cannot create a Kafka producer");
+        EventProducer { producer }
+    }
+
+    /// Publishes `schema` to the schemas topic of `topics`.
+    pub async fn publish_schema(&self, topics: &Topics, schema: &TableSchema) {
+        let id = cdc_model::schema::fingerprint(schema);
+        let value = schema.encode_to_vec();
+        let topic = topics.schemas();
+        let record = FutureRecord::to(&topic).key(&id).payload(&value);
+        self.producer
+            .send(record, Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|(e, _)| panic!("cannot publish schema {id}: {e}"));
+    }
+
+    /// Sends events in order (each key's events keep their order within its partition).
+    pub async fn send(&self, topic: &str, events: &[ChangeEvent]) {
+        let encoded: Vec<(Vec<u8>, Vec<u8>)> = events
+            .iter()
+            .map(|e| {
+                let table = e.source.as_ref().unwrap().table.clone().unwrap();
+                (
+                    cdc_model::key::encode(&table, &e.key).unwrap(),
+                    e.encode_to_vec(),
+                )
+            })
+            .collect();
+        self.send_encoded(topic, &encoded).await;
+    }
+
+    /// Sends already encoded `(key, value)` records in order.
+    pub async fn send_encoded(&self, topic: &str, records: &[(Vec<u8>, Vec<u8>)]) {
+        for chunk in records.chunks(5_000) {
+            // Enqueued at once (send_result), then awaited: one round trip per chunk, not per event.
+            let deliveries: Vec<_> = chunk
+                .iter()
+                .map(|(key, value)| {
+                    self.producer
+                        .send_result(FutureRecord::to(topic).key(key).payload(value))
+                        .unwrap_or_else(|(e, _)| panic!("cannot queue an event for {topic}: {e}"))
+                })
+                .collect();
+            for delivery in deliveries {
+                delivery
+                    .await
+                    .expect("the producer went away")
+                    .unwrap_or_else(|(e, _)| panic!("cannot send to {topic}: {e}"));
+            }
+        }
+    }
 }

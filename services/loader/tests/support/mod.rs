@@ -10,21 +10,14 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use cdc_loader::proto::loader_client::LoaderClient;
-use cdc_model::proto::value::Kind;
-use cdc_model::proto::{
-    ChangeEvent, ColumnSchema, ColumnType, LogicalType, Operation, Row, Source, TableId,
-    TableSchema, Value,
-};
-use cdc_model::value::of;
-use cdc_model::{Lsn, SourcePosition, Topics};
+use cdc_model::Topics;
+use cdc_model::proto::{ChangeEvent, TableId, TableSchema};
 use cdc_test_harness::Stack;
-use cdc_test_harness::kafka::{TestTopics, client_config};
+use cdc_test_harness::kafka::{EventProducer, TestTopics, client_config};
 use cdc_test_harness::ports::free_local_addr;
 use cdc_test_harness::postgres::TestDatabase;
 use cdc_test_harness::process::ServiceProcess;
-use prost::Message as _;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use sqlx::Row as _;
 use tonic::transport::Channel;
 
@@ -32,154 +25,7 @@ pub const BINARY: &str = env!("CARGO_BIN_EXE_cdc-loader");
 pub const CONTROL_TOKEN: &str = "loader-test-control-token";
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A column of a test schema.
-pub fn column(name: &str, logical: LogicalType, nullable: bool) -> ColumnSchema {
-    let (length, precision, scale) = match logical {
-        LogicalType::Decimal => (0, 10, 2),
-        _ => (0, 0, 0),
-    };
-    typed_column(name, logical, length, precision, scale, nullable)
-}
-
-/// A column with every type parameter given.
-pub fn typed_column(
-    name: &str,
-    logical: LogicalType,
-    length: u32,
-    precision: u32,
-    scale: u32,
-    nullable: bool,
-) -> ColumnSchema {
-    ColumnSchema {
-        name: name.into(),
-        r#type: Some(ColumnType {
-            logical: logical as i32,
-            length,
-            precision,
-            scale,
-            source_type: String::new(),
-        }),
-        nullable,
-    }
-}
-
-/// A schema for `table` keyed by `key`.
-pub fn schema(table: &TableId, columns: Vec<ColumnSchema>, key: &[&str]) -> TableSchema {
-    TableSchema {
-        table: Some(table.clone()),
-        capture_instance: format!("{}_{}", table.schema, table.table),
-        columns,
-        key_columns: key.iter().map(|k| (*k).to_owned()).collect(),
-    }
-}
-
-pub fn source_table(database: &str, schema: &str, table: &str) -> TableId {
-    TableId {
-        database: database.into(),
-        schema: schema.into(),
-        table: table.into(),
-    }
-}
-
-pub fn int(value: i64) -> Value {
-    of(Kind::Int64(value))
-}
-
-pub fn text(value: &str) -> Value {
-    of(Kind::Text(value.into()))
-}
-
-pub fn decimal(unscaled: i128, scale: u32) -> Value {
-    cdc_model::value::decimal(cdc_model::Decimal::new(unscaled, scale).unwrap())
-}
-
-/// Builds the events of one table under one schema, with growing LSNs.
-pub struct Events {
-    pub schema: TableSchema,
-    pub schema_id: String,
-    key_indexes: Vec<usize>,
-    next_lsn: u128,
-}
-
-impl Events {
-    pub fn new(schema: TableSchema) -> Events {
-        Events {
-            schema_id: cdc_model::schema::fingerprint(&schema),
-            key_indexes: cdc_model::schema::key_indexes(&schema).unwrap(),
-            schema,
-            next_lsn: 1_000,
-        }
-    }
-
-    /// Same table and LSN sequence, another schema (a new capture instance).
-    pub fn evolve(&self, schema: TableSchema) -> Events {
-        Events {
-            next_lsn: self.next_lsn,
-            ..Events::new(schema)
-        }
-    }
-
-    fn position(&mut self, operation: i32) -> SourcePosition {
-        self.next_lsn += 1;
-        let lsn = Lsn::from_u128(self.next_lsn).unwrap();
-        SourcePosition {
-            commit_lsn: lsn,
-            command_id: 1,
-            seqval: lsn,
-            operation,
-        }
-    }
-
-    /// The LSN the next change will get.
-    pub fn next_lsn(&self) -> u128 {
-        self.next_lsn + 1
-    }
-
-    fn event(
-        &self,
-        op: Operation,
-        position: SourcePosition,
-        before: Option<Vec<Value>>,
-        after: Option<Vec<Value>>,
-    ) -> ChangeEvent {
-        let image = after.as_ref().or(before.as_ref()).unwrap();
-        ChangeEvent {
-            source: Some(Source {
-                server: "sql1".into(),
-                table: self.schema.table.clone(),
-                capture_instance: self.schema.capture_instance.clone(),
-            }),
-            position: Some(position.to_proto()),
-            op: op as i32,
-            key: self.key_indexes.iter().map(|i| image[*i].clone()).collect(),
-            before: before.map(|values| Row { values }),
-            after: after.map(|values| Row { values }),
-            schema_id: self.schema_id.clone(),
-            commit_time_micros: 1_764_000_000_000_000 + (position.commit_lsn.to_u128() as i64),
-        }
-    }
-
-    pub fn insert(&mut self, row: Vec<Value>) -> ChangeEvent {
-        let position = self.position(2);
-        self.event(Operation::Insert, position, None, Some(row))
-    }
-
-    pub fn update(&mut self, before: Vec<Value>, after: Vec<Value>) -> ChangeEvent {
-        let position = self.position(4);
-        self.event(Operation::Update, position, Some(before), Some(after))
-    }
-
-    pub fn delete(&mut self, before: Vec<Value>) -> ChangeEvent {
-        let position = self.position(1);
-        self.event(Operation::Delete, position, Some(before), None)
-    }
-
-    /// A snapshot read consistent at `lsn` (which may be older than changes already sent).
-    pub fn read_at(&self, lsn: u128, row: Vec<Value>) -> ChangeEvent {
-        let position = SourcePosition::snapshot(Lsn::from_u128(lsn).unwrap());
-        self.event(Operation::Read, position, None, Some(row))
-    }
-}
+pub use cdc_test_harness::events::*;
 
 /// Topics, a database and a producer for one test.
 pub struct Fixture {
@@ -187,7 +33,7 @@ pub struct Fixture {
     pub topics: TestTopics,
     pub names: Topics,
     pub db: TestDatabase,
-    producer: FutureProducer,
+    producer: EventProducer,
 }
 
 impl Fixture {
@@ -198,10 +44,7 @@ impl Fixture {
         topics.create("dlq.loader", 1).await;
         let names = Topics::new(&topics.prefix).unwrap();
         let db = TestDatabase::create(&stack).await;
-        let producer = client_config(&stack)
-            .set("linger.ms", "5")
-            .create()
-            .expect("cannot create a Kafka producer");
+        let producer = EventProducer::new(&stack);
         Fixture {
             stack,
             topics,
@@ -222,45 +65,12 @@ impl Fixture {
     }
 
     pub async fn publish_schema(&self, schema: &TableSchema) {
-        let id = cdc_model::schema::fingerprint(schema);
-        let value = schema.encode_to_vec();
-        let topic = self.names.schemas();
-        let record = FutureRecord::to(&topic).key(&id).payload(&value);
-        self.producer
-            .send(record, Duration::from_secs(10))
-            .await
-            .unwrap_or_else(|(e, _)| panic!("cannot publish schema {id}: {e}"));
+        self.producer.publish_schema(&self.names, schema).await;
     }
 
     /// Sends events in order (each key's events keep their order within its partition).
     pub async fn send(&self, topic: &str, events: &[ChangeEvent]) {
-        let encoded: Vec<(Vec<u8>, Vec<u8>)> = events
-            .iter()
-            .map(|e| {
-                let table = e.source.as_ref().unwrap().table.clone().unwrap();
-                (
-                    cdc_model::key::encode(&table, &e.key).unwrap(),
-                    e.encode_to_vec(),
-                )
-            })
-            .collect();
-        for chunk in encoded.chunks(5_000) {
-            // Enqueued at once (send_result), then awaited: one round trip per chunk, not per event.
-            let deliveries: Vec<_> = chunk
-                .iter()
-                .map(|(key, value)| {
-                    self.producer
-                        .send_result(FutureRecord::to(topic).key(key).payload(value))
-                        .unwrap_or_else(|(e, _)| panic!("cannot queue an event for {topic}: {e}"))
-                })
-                .collect();
-            for delivery in deliveries {
-                delivery
-                    .await
-                    .expect("the producer went away")
-                    .unwrap_or_else(|(e, _)| panic!("cannot send to {topic}: {e}"));
-            }
-        }
+        self.producer.send(topic, events).await;
     }
 
     /// A loader configuration for this fixture; `extra` is appended (more sections or keys
@@ -438,81 +248,4 @@ pub async fn eventually<F, Fut>(
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// The `orders (id bigint key, note text)` table every basic test uses.
-pub fn orders(table: &TableId) -> TableSchema {
-    schema(
-        table,
-        vec![
-            column("id", LogicalType::Int64, false),
-            column("note", LogicalType::Text, true),
-        ],
-        &["id"],
-    )
-}
-
-/// `[id, note]`.
-pub fn id_note(id: i64, note: &str) -> Vec<Value> {
-    vec![int(id), text(note)]
-}
-
-/// A deterministic pseudo-random workload over `keys` rows of [`orders`]: inserts, updates and
-/// deletes that follow each row's state, with the final state they lead to.
-pub struct Workload {
-    pub events: Vec<ChangeEvent>,
-    pub expected: BTreeMap<i64, Option<String>>,
-}
-
-impl Workload {
-    pub fn random(events: &mut Events, seed: u64, keys: i64, count: usize) -> Workload {
-        let mut state = seed.max(1);
-        let mut next = move || {
-            // xorshift64: reproducible from the printed seed.
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
-        let mut rows: BTreeMap<i64, String> = BTreeMap::new();
-        let mut out = Vec::with_capacity(count);
-        for n in 0..count {
-            let id = (next() % keys as u64) as i64 + 1;
-            let note = format!("v{n}");
-            let event = match rows.get(&id).cloned() {
-                None => {
-                    rows.insert(id, note.clone());
-                    events.insert(id_note(id, &note))
-                }
-                Some(old) if next() % 4 == 0 => {
-                    rows.remove(&id);
-                    events.delete(id_note(id, &old))
-                }
-                Some(old) => {
-                    rows.insert(id, note.clone());
-                    events.update(id_note(id, &old), id_note(id, &note))
-                }
-            };
-            out.push(event);
-        }
-        Workload {
-            events: out,
-            expected: rows.into_iter().map(|(k, v)| (k, Some(v))).collect(),
-        }
-    }
-}
-
-/// A seed from the clock, printed so a failure can be replayed with `CDC_TEST_SEED`.
-pub fn seed() -> u64 {
-    let seed = std::env::var("CDC_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    println!("seed: {seed} (CDC_TEST_SEED={seed} replays this run)");
-    seed
 }
