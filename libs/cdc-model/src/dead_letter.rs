@@ -20,3 +20,9 @@ pub const SOURCE_PARTITION: &str = "cdc.dlq.source.partition";
 pub const SOURCE_OFFSET: &str = "cdc.dlq.source.offset";
 /// Header: when it was refused, milliseconds since the Unix epoch (decimal).
 pub const REFUSED_AT_MS: &str = "cdc.dlq.refused_at_ms";
+/// Header: the rule that refused the record (transformer; absent when no rule was at fault).
+pub const RULE: &str = "cdc.dlq.rule";
+/// Header: the event's source position, `commit_lsn:command_id:seqval:operation`.
+pub const SOURCE_POSITION: &str = "cdc.dlq.source.position";
+/// Header: how many times the record was replayed and refused again (decimal; absent: never).
+pub const REPLAYS: &str = "cdc.dlq.replays";

@@ -1,5 +1,7 @@
 //! Where a change sits in SQL Server's change stream, and the order of changes.
 
+use std::fmt;
+
 use crate::error::{Error, Result};
 use crate::lsn::Lsn;
 use crate::proto;
@@ -20,6 +22,17 @@ pub struct SourcePosition {
     pub seqval: Lsn,
     /// `__$operation` (1 delete, 2 insert, 3 update before, 4 update after; 0 snapshot read).
     pub operation: i32,
+}
+
+impl fmt::Display for SourcePosition {
+    /// `commit_lsn:command_id:seqval:operation`, as status and dead letters show positions.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}:{}",
+            self.commit_lsn, self.command_id, self.seqval, self.operation
+        )
+    }
 }
 
 impl SourcePosition {

@@ -68,6 +68,8 @@ pub struct ServiceContext<C> {
     pub secrets: Secrets,
     /// Fires on SIGTERM/SIGINT; the work loop finishes its batch and returns.
     pub shutdown: CancellationToken,
+    /// The configuration file read at start-up, for services that reload parts of it.
+    pub config_file: Option<PathBuf>,
 }
 
 /// What a service hands back once it has started: its own gRPC services and its work loop.
@@ -103,7 +105,7 @@ where
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(spec, config, cli.check_config, start))
+    runtime.block_on(run(spec, config, file, cli.check_config, start))
 }
 
 fn report_startup_error(spec: &ServiceSpec, error: &Error) -> ExitCode {
@@ -116,7 +118,13 @@ fn report_startup_error(spec: &ServiceSpec, error: &Error) -> ExitCode {
     }
 }
 
-async fn run<C, F, Fut>(spec: ServiceSpec, config: C, check_only: bool, start: F) -> ExitCode
+async fn run<C, F, Fut>(
+    spec: ServiceSpec,
+    config: C,
+    config_file: Option<PathBuf>,
+    check_only: bool,
+    start: F,
+) -> ExitCode
 where
     C: ServiceConfig + Send + Sync + 'static,
     F: FnOnce(ServiceContext<C>) -> Fut,
@@ -141,7 +149,7 @@ where
         Ok(guard) => guard,
         Err(e) => return report_startup_error(&spec, &e),
     };
-    match serve(spec, config, resolver, secrets, start).await {
+    match serve(spec, config, config_file, resolver, secrets, start).await {
         Ok(()) => {
             tracing::info!("stopped cleanly");
             ExitCode::SUCCESS
@@ -169,6 +177,7 @@ async fn resolve_all<C: ServiceConfig>(
 async fn serve<C, F, Fut>(
     spec: ServiceSpec,
     config: C,
+    config_file: Option<PathBuf>,
     resolver: SecretResolver,
     secrets: Secrets,
     start: F,
@@ -190,6 +199,7 @@ where
         state: state.clone(),
         secrets,
         shutdown: shutdown.clone(),
+        config_file,
     })
     .await?;
     let grpc =

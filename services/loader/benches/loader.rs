@@ -14,7 +14,6 @@ use cdc_loader::proto::TableRequest;
 use cdc_model::proto::value::Kind;
 use cdc_model::proto::{ChangeEvent, LogicalType, Timestamp, Value};
 use cdc_model::value::of;
-use cdc_test_harness::process::ServiceProcess;
 use support::{Events, Fixture, column, decimal, int, schema, source_table, text, typed_column};
 
 fn row(id: i64, generation: i64) -> Vec<Value> {
@@ -117,7 +116,7 @@ async fn main() -> anyhow::Result<()> {
     {
         println!("  {line}");
     }
-    let (peak_rss_kib, rss_kib) = memory(&loader);
+    let (peak_rss_kib, rss_kib) = loader.memory_kib();
     println!(
         "loader RSS: peak {} MiB, now {} MiB",
         peak_rss_kib / 1024,
@@ -143,19 +142,4 @@ async fn main() -> anyhow::Result<()> {
     std::fs::write(&out, serde_json::to_string_pretty(&json)?)?;
     println!("written to {out}");
     Ok(())
-}
-
-/// `(VmHWM, VmRSS)` of the loader process, in KiB.
-fn memory(loader: &ServiceProcess) -> (u64, u64) {
-    let status =
-        std::fs::read_to_string(format!("/proc/{}/status", loader.pid())).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmHWM:"), field("VmRSS:"))
 }

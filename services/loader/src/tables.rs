@@ -165,19 +165,11 @@ fn to_status(table: &TargetTable, progress: &TableProgress) -> TableStatus {
         snapshot_reads: progress.reads,
         last_position: progress
             .last_position
-            .map(format_position)
+            .map(|position| position.to_string())
             .unwrap_or_default(),
         lag_seconds: lag_seconds(progress),
         paused_reason: progress.paused_reason.clone().unwrap_or_default(),
         schema_id: progress.schema_id.clone(),
         dead_letters: progress.dead_letters,
     }
-}
-
-/// `commit_lsn:command_id:seqval:operation`, as status shows positions.
-pub fn format_position(position: SourcePosition) -> String {
-    format!(
-        "{}:{}:{}:{}",
-        position.commit_lsn, position.command_id, position.seqval, position.operation
-    )
 }

@@ -1,36 +1,10 @@
 //! `cdc-transformer`: applies declarative rules between the raw and clean topics.
 
-mod config;
-
 use std::process::ExitCode;
 
-use cdc_service_kit::grpc::ExtraServices;
-use cdc_service_kit::{ServiceContext, ServiceSpec, Started};
-
-use crate::config::TransformerConfig;
-
-/// Identity and default ports of this binary.
-const SPEC: ServiceSpec = ServiceSpec {
-    name: "transformer",
-    version: env!("CARGO_PKG_VERSION"),
-    default_grpc_port: 50052,
-    default_metrics_port: 9102,
-};
-
 fn main() -> ExitCode {
-    cdc_service_kit::runtime::main(SPEC, start)
-}
-
-/// Starts the transformer's work. Its data path lands with its own issue; until then it serves the
-/// control plane and keeps the Kafka connection's state in status.
-async fn start(context: ServiceContext<TransformerConfig>) -> anyhow::Result<Started> {
-    let worker = cdc_service_kit::kafka::connectivity_worker(
-        context.config.kafka.clone(),
-        context.state.clone(),
-        context.shutdown.clone(),
-    );
-    Ok(Started {
-        services: ExtraServices::default(),
-        worker,
-    })
+    cdc_service_kit::runtime::main(
+        cdc_transformer::service::SPEC,
+        cdc_transformer::service::start,
+    )
 }

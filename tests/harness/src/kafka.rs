@@ -49,6 +49,11 @@ impl TestTopics {
         self.created.push(name.clone());
         name
     }
+
+    /// Deletes `topic` with this test's topics even though a service created it.
+    pub fn adopt(&mut self, topic: &str) {
+        self.created.push(topic.to_owned());
+    }
 }
 
 impl Drop for TestTopics {

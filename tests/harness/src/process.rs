@@ -104,6 +104,26 @@ impl ServiceProcess {
         );
     }
 
+    /// The configuration file the process was started with (rewrite it to test reloads).
+    pub fn config_path(&self) -> PathBuf {
+        self.output_dir.path().join("service.toml")
+    }
+
+    /// `(peak, current)` resident memory of the process in KiB (`VmHWM`, `VmRSS`).
+    pub fn memory_kib(&self) -> (u64, u64) {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        (field("VmHWM:"), field("VmRSS:"))
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()

@@ -1,0 +1,418 @@
+//! The transform of one record: from the raw topic's bytes to what goes out — the same bytes
+//! (no rule applies to the table), a transformed event, nothing (filtered), or a dead letter.
+//!
+//! The engine holds the rules in force (swapped whole on reload), plans compiled per input
+//! schema and rule generation, and the tables whose schema the rules do not fit. It is shared
+//! by the consume-transform-produce loop and the dead-letter replay.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use cdc_model::Topics;
+use cdc_model::proto::{ChangeEvent, TableId, TableSchema};
+use cdc_service_kit::schema_registry::{SchemaError, SchemaRegistry};
+use prost::Message as _;
+use tokio::runtime::Handle;
+
+use crate::rules::RuleSet;
+use crate::rules::plan::{Outcome, PlanError, RuleCounts, TablePlan};
+
+/// One record as consumed.
+#[derive(Debug, Clone, Copy)]
+pub struct Input<'a> {
+    /// Its raw topic.
+    pub topic: &'a str,
+    /// Its partition.
+    pub partition: i32,
+    /// Its offset.
+    pub offset: i64,
+    /// The Kafka key.
+    pub key: Option<&'a [u8]>,
+    /// The encoded `ChangeEvent`.
+    pub payload: Option<&'a [u8]>,
+}
+
+/// Why a record became a dead letter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// `database.schema.table` of the source (empty when unknown).
+    pub table: String,
+    /// The rule at fault (empty when none).
+    pub rule: String,
+    /// Why, naming columns, never values.
+    pub reason: String,
+    /// `rule_failed`, `rule_does_not_fit`, `undecodable` or `schema_missing`.
+    pub code: &'static str,
+    /// The event's source position (empty when undecodable).
+    pub position: String,
+}
+
+/// What one record becomes.
+#[derive(Debug)]
+pub enum Transformed {
+    /// No rule applies: key and value go unchanged to this clean topic.
+    PassThrough {
+        /// The clean topic.
+        topic: Arc<str>,
+    },
+    /// The transformed event.
+    Emit {
+        /// The clean topic of the (possibly routed) table.
+        topic: Arc<str>,
+        /// Encoded table and key.
+        key: Vec<u8>,
+        /// Encoded `ChangeEvent`.
+        payload: Vec<u8>,
+        /// The output schema's fingerprint and the schema, published before its first event.
+        schema: (Arc<str>, Arc<TableSchema>),
+        /// The event's source commit time (for lag).
+        commit_time_micros: i64,
+    },
+    /// A rule kept it out.
+    Filtered,
+    /// It goes to the dead-letter topic.
+    DeadLetter(Refusal),
+    /// It cannot be handled now (the schemas topic is unreadable); retrying helps.
+    Retry(String),
+}
+
+/// The rules in force and their totals since they were loaded.
+pub struct LoadedRules {
+    /// The rules.
+    pub set: RuleSet,
+    /// 1 at start-up, +1 per successful reload.
+    pub generation: u64,
+    /// Per rule: applied, filtered, failed.
+    pub totals: Vec<[AtomicU64; 3]>,
+}
+
+/// A table the rules do not fit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The input schema.
+    pub schema_id: String,
+    /// What does not fit.
+    pub error: PlanError,
+}
+
+/// Where a raw topic's events go.
+#[derive(Debug, Clone)]
+pub struct TopicRoute {
+    /// The source table the topic carries.
+    pub table: TableId,
+    /// `database.schema.table`.
+    pub table_name: Arc<str>,
+    /// Its clean topic when no rule applies.
+    pub clean_topic: Arc<str>,
+    /// Whether any rule applies to it.
+    pub transformed: bool,
+    /// The rule generation this was decided under.
+    pub generation: u64,
+}
+
+type PlanResult = Arc<Result<TablePlan, PlanError>>;
+
+struct Inner {
+    generation: AtomicU64,
+    loaded: RwLock<Arc<LoadedRules>>,
+    plans: Mutex<HashMap<(u64, String), PlanResult>>,
+    problems: Mutex<BTreeMap<String, Problem>>,
+    registry: SchemaRegistry,
+    topics: Topics,
+    runtime: Handle,
+}
+
+/// Shared transform state.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl Engine {
+    /// An engine applying `rules`, reading schemas from `registry`.
+    pub fn new(rules: RuleSet, registry: SchemaRegistry, topics: Topics, runtime: Handle) -> Self {
+        Engine {
+            inner: Arc::new(Inner {
+                generation: AtomicU64::new(1),
+                loaded: RwLock::new(Arc::new(loaded(rules, 1))),
+                plans: Mutex::new(HashMap::new()),
+                problems: Mutex::new(BTreeMap::new()),
+                registry,
+                topics,
+                runtime,
+            }),
+        }
+    }
+
+    /// The rules in force.
+    pub fn rules(&self) -> Arc<LoadedRules> {
+        self.inner
+            .loaded
+            .read()
+            .map(|loaded| Arc::clone(&loaded))
+            .unwrap_or_else(|poisoned| Arc::clone(&poisoned.into_inner()))
+    }
+
+    /// Puts `rules` in force (already validated); returns the new generation. Tables the old
+    /// rules did not fit are checked again as their next events come.
+    pub fn replace_rules(&self, rules: RuleSet) -> u64 {
+        let mut slot = self
+            .inner
+            .loaded
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let generation = slot.generation + 1;
+        *slot = Arc::new(loaded(rules, generation));
+        self.inner.generation.store(generation, Ordering::SeqCst);
+        drop(slot);
+        lock(&self.inner.plans).clear();
+        lock(&self.inner.problems).clear();
+        generation
+    }
+
+    /// Tables the rules in force do not fit, by table.
+    pub fn problems(&self) -> BTreeMap<String, Problem> {
+        lock(&self.inner.problems).clone()
+    }
+
+    /// The generation of the rules in force (cheap: no lock).
+    pub fn generation(&self) -> u64 {
+        self.inner.generation.load(Ordering::SeqCst)
+    }
+
+    /// The topic names of this pipeline.
+    pub fn topics(&self) -> &Topics {
+        &self.inner.topics
+    }
+
+    /// Where the events of raw topic `topic` go under the rules in force.
+    pub fn route(&self, topic: &str) -> Result<TopicRoute, String> {
+        let rules = self.rules();
+        let table = table_of_raw_topic(&self.inner.topics, topic)?;
+        let clean_topic = self.inner.topics.clean(&table).map_err(|e| e.to_string())?;
+        Ok(TopicRoute {
+            table_name: format!("{}.{}.{}", table.database, table.schema, table.table).into(),
+            transformed: rules.set.applies_to(&table),
+            table,
+            clean_topic: clean_topic.into(),
+            generation: rules.generation,
+        })
+    }
+
+    /// Transforms one record of a table whose events the rules change. `counts` gathers the
+    /// rules' counters (indexed like the rules of `generation`).
+    pub fn transform(
+        &self,
+        route: &TopicRoute,
+        input: &Input<'_>,
+        counts: &mut RuleCounts,
+    ) -> Transformed {
+        let table = route.table_name.to_string();
+        let refuse = |rule: String, reason: String, code: &'static str, position: String| {
+            Transformed::DeadLetter(Refusal {
+                table: table.clone(),
+                rule,
+                reason,
+                code,
+                position,
+            })
+        };
+        let event = match decode(input) {
+            Ok(event) => event,
+            Err(reason) => return refuse(String::new(), reason, "undecodable", String::new()),
+        };
+        let position = position_text(&event);
+        let plan = match self.plan(route.generation, &event.schema_id) {
+            Ok(plan) => plan,
+            Err(SchemaError::Missing { id, topic }) => {
+                let reason = format!("schema {id} is not in {topic}");
+                return refuse(String::new(), reason, "schema_missing", position);
+            }
+            Err(e @ SchemaError::Unavailable { .. }) => return Transformed::Retry(e.to_string()),
+        };
+        let plan = match plan.as_ref() {
+            Ok(plan) => plan,
+            Err(error) => {
+                self.remember_problem(&table, &event.schema_id, error);
+                counts_failed(counts, error.rule_index);
+                return refuse(
+                    error.rule.clone(),
+                    error.message.clone(),
+                    "rule_does_not_fit",
+                    position,
+                );
+            }
+        };
+        let commit_time_micros = event.commit_time_micros;
+        match plan.apply(event, counts) {
+            Outcome::Emit(event) => self.emit(plan, *event, commit_time_micros, &table, position),
+            Outcome::Filtered(_) => Transformed::Filtered,
+            Outcome::Failed(rule, reason) => {
+                let rule = rule
+                    .and_then(|i| self.rules().set.rules.get(i).map(|r| r.name.clone()))
+                    .unwrap_or_default();
+                refuse(rule, reason, "rule_failed", position)
+            }
+        }
+    }
+
+    fn emit(
+        &self,
+        plan: &TablePlan,
+        event: ChangeEvent,
+        commit_time_micros: i64,
+        table: &str,
+        position: String,
+    ) -> Transformed {
+        let topic = match self.inner.topics.clean(&plan.output_table) {
+            Ok(topic) => topic,
+            Err(e) => {
+                return Transformed::DeadLetter(Refusal {
+                    table: table.to_owned(),
+                    rule: String::new(),
+                    reason: e.to_string(),
+                    code: "rule_failed",
+                    position,
+                });
+            }
+        };
+        match cdc_model::key::encode(&plan.output_table, &event.key) {
+            Ok(key) => Transformed::Emit {
+                topic: topic.into(),
+                key,
+                payload: event.encode_to_vec(),
+                schema: (
+                    Arc::clone(&plan.output_schema_id),
+                    Arc::clone(&plan.output_schema),
+                ),
+                commit_time_micros,
+            },
+            Err(e) => Transformed::DeadLetter(Refusal {
+                table: table.to_owned(),
+                rule: String::new(),
+                reason: format!("the transformed key cannot be encoded: {e}"),
+                code: "rule_failed",
+                position,
+            }),
+        }
+    }
+
+    /// Adds a batch's counters to the totals, if the rules did not change meanwhile.
+    pub fn record(&self, generation: u64, counts: &RuleCounts) {
+        let rules = self.rules();
+        if rules.generation != generation {
+            return;
+        }
+        for (index, totals) in rules.totals.iter().enumerate() {
+            let values = [&counts.applied, &counts.filtered, &counts.failed];
+            for (total, counter) in totals.iter().zip(values) {
+                let n = counter.get(index).copied().unwrap_or(0);
+                if n > 0 {
+                    total.fetch_add(n, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    fn plan(&self, generation: u64, schema_id: &str) -> Result<PlanResult, SchemaError> {
+        let key = (generation, schema_id.to_owned());
+        if let Some(plan) = lock(&self.inner.plans).get(&key) {
+            return Ok(Arc::clone(plan));
+        }
+        let schema = self
+            .inner
+            .runtime
+            .block_on(self.inner.registry.get(schema_id))?;
+        let rules = self.rules();
+        let plan = Arc::new(TablePlan::compile(&rules.set, &schema));
+        if let Err(error) = plan.as_ref() {
+            tracing::warn!(
+                table = %cdc_model::schema::qualified_name(&schema),
+                schema_id,
+                rule = %error.rule,
+                reason = %error.message,
+                "the rules do not fit this table's schema: its events go to the dead-letter topic until the rules are fixed"
+            );
+        }
+        lock(&self.inner.plans).insert(key, Arc::clone(&plan));
+        Ok(plan)
+    }
+
+    fn remember_problem(&self, table: &str, schema_id: &str, error: &PlanError) {
+        lock(&self.inner.problems).insert(
+            table.to_owned(),
+            Problem {
+                schema_id: schema_id.to_owned(),
+                error: error.clone(),
+            },
+        );
+    }
+}
+
+fn counts_failed(counts: &mut RuleCounts, rule: usize) {
+    if let Some(count) = counts.failed.get_mut(rule) {
+        *count += 1;
+    }
+}
+
+fn loaded(set: RuleSet, generation: u64) -> LoadedRules {
+    let totals = (0..set.rules.len())
+        .map(|_| [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)])
+        .collect();
+    LoadedRules {
+        set,
+        generation,
+        totals,
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn decode(input: &Input<'_>) -> Result<ChangeEvent, String> {
+    let payload = input
+        .payload
+        .ok_or_else(|| "the record has no value".to_owned())?;
+    ChangeEvent::decode(payload).map_err(|e| format!("the value is not a ChangeEvent: {e}"))
+}
+
+/// `commit_lsn:command_id:seqval:operation`, or empty when the event has no valid position.
+pub fn position_text(event: &ChangeEvent) -> String {
+    event
+        .position
+        .as_ref()
+        .and_then(|p| cdc_model::SourcePosition::from_proto(p).ok())
+        .map(|p| p.to_string())
+        .unwrap_or_default()
+}
+
+/// The source table a raw topic carries (`<prefix>.raw.<db>.<schema>.<table>`, parts escaped).
+pub fn table_of_raw_topic(topics: &Topics, topic: &str) -> Result<TableId, String> {
+    let bad = || format!("topic {topic} is not a raw table topic of this pipeline");
+    let prefix = topics
+        .raw(&TableId {
+            database: "d".into(),
+            schema: "s".into(),
+            table: "t".into(),
+        })
+        .map_err(|e| e.to_string())?;
+    let stem = prefix.strip_suffix("d.s.t").ok_or_else(bad)?;
+    let parts: Vec<&str> = topic
+        .strip_prefix(stem)
+        .ok_or_else(bad)?
+        .split('.')
+        .collect();
+    let [database, schema, table] = parts.as_slice() else {
+        return Err(bad());
+    };
+    let unescape = |part: &str| cdc_model::topics::unescape_part(part).map_err(|e| e.to_string());
+    Ok(TableId {
+        database: unescape(database)?,
+        schema: unescape(schema)?,
+        table: unescape(table)?,
+    })
+}

@@ -1,0 +1,121 @@
+//! Exactly once across crashes and rebalances: every raw event reaches the clean topic once,
+//! in its key's order, whatever happens to the transformer instances in between.
+
+// Tests: a panic with the value in question is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use cdc_model::proto::ChangeEvent;
+use support::{Events, Fixture, Workload, orders, seed, source_table};
+
+const RULE: &str = r#"
+[batch]
+max_events = 150
+max_wait_ms = 50
+
+[[rules]]
+name = "audit"
+tables = "*"
+add_column = { name = "cdc_op", value = "operation" }
+"#;
+
+/// Per key, the commit LSNs of its events in order.
+fn positions_by_key<'a>(
+    events: impl Iterator<Item = &'a ChangeEvent>,
+) -> BTreeMap<Vec<u8>, Vec<Vec<u8>>> {
+    let mut by_key: BTreeMap<Vec<u8>, Vec<Vec<u8>>> = BTreeMap::new();
+    for event in events {
+        let key = cdc_model::key::encode(
+            event.source.as_ref().unwrap().table.as_ref().unwrap(),
+            &event.key,
+        )
+        .unwrap();
+        by_key
+            .entry(key)
+            .or_default()
+            .push(event.position.as_ref().unwrap().commit_lsn.clone());
+    }
+    by_key
+}
+
+async fn send_slowly(fixture: &Fixture, topic: &str, events: &[ChangeEvent]) {
+    for chunk in events.chunks(500) {
+        fixture.send(topic, chunk).await;
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+}
+
+fn check_exactly_once(fixture: &Fixture, clean: &str, sent: &[ChangeEvent], output: &str) {
+    let records = fixture.read(clean, sent.len(), Duration::from_secs(120), None);
+    let mut ordered = records.clone();
+    ordered.sort_by_key(|r| (r.partition, r.offset));
+    let received: Vec<ChangeEvent> = ordered.iter().map(|r| r.event()).collect();
+    assert_eq!(
+        received.len(),
+        sent.len(),
+        "every event exactly once (received {} of {})\n{output}",
+        received.len(),
+        sent.len()
+    );
+    let expected = positions_by_key(sent.iter());
+    let actual = positions_by_key(received.iter());
+    assert_eq!(expected.len(), actual.len());
+    for (key, positions) in &expected {
+        assert_eq!(
+            actual.get(key),
+            Some(positions),
+            "key {key:?}: events lost, duplicated or reordered"
+        );
+    }
+}
+
+#[tokio::test]
+async fn kill_9_in_the_middle_of_transactions_loses_and_duplicates_nothing() {
+    let mut fixture = Fixture::new().await;
+    let table = source_table("shop", "dbo", "orders");
+    let raw = fixture.raw_topic(&table, 4).await;
+    let mut events = Events::new(orders(&table));
+    fixture.publish_schema(&events.schema).await;
+    let workload = Workload::random(&mut events, seed(), 500, 12_000);
+    let clean = fixture.names.clean(&table).unwrap();
+    let mut transformer = fixture.start("a", RULE);
+    let sending = send_slowly(&fixture, &raw, &workload.events);
+    let killing = async {
+        for round in 0..5u64 {
+            tokio::time::sleep(Duration::from_millis(500 + 150 * round)).await;
+            transformer.kill();
+            transformer = fixture.start("a", RULE);
+        }
+    };
+    tokio::join!(sending, killing);
+    check_exactly_once(&fixture, &clean, &workload.events, &transformer.output());
+}
+
+#[tokio::test]
+async fn a_rebalance_between_two_instances_loses_and_duplicates_nothing() {
+    let mut fixture = Fixture::new().await;
+    let table = source_table("shop", "dbo", "orders");
+    let raw = fixture.raw_topic(&table, 6).await;
+    let mut events = Events::new(orders(&table));
+    fixture.publish_schema(&events.schema).await;
+    let workload = Workload::random(&mut events, seed(), 500, 15_000);
+    let clean = fixture.names.clean(&table).unwrap();
+    let mut first = fixture.start("a", RULE);
+    let sending = send_slowly(&fixture, &raw, &workload.events);
+    let scaling = async {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        // A second instance joins: partitions move while transactions are open.
+        let second = fixture.start("b", RULE);
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        // The first leaves cleanly: its partitions move back to the second.
+        let status = first.terminate(Duration::from_secs(30));
+        assert!(status.success(), "{}", first.output());
+        second
+    };
+    let ((), second) = tokio::join!(sending, scaling);
+    check_exactly_once(&fixture, &clean, &workload.events, &second.output());
+}

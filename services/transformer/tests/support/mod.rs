@@ -1,0 +1,303 @@
+//! A transformer on the real local stack: per-test topics, events published the way the
+//! extractor publishes them, the binary run as a process, the clean topics read back with
+//! read_committed (as the loader reads them), and the gRPC client.
+#![allow(dead_code)]
+// each test binary uses a different part of this module
+// Test support: panicking with a clear message is how a broken setup is reported.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use cdc_model::Topics;
+use cdc_model::proto::{ChangeEvent, TableId, TableSchema};
+use cdc_test_harness::Stack;
+use cdc_test_harness::kafka::{EventProducer, TestTopics, client_config};
+use cdc_test_harness::ports::free_local_addr;
+use cdc_test_harness::process::ServiceProcess;
+use cdc_transformer::proto::transformer_client::TransformerClient;
+use prost::Message as _;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Headers as _;
+use rdkafka::{Message, Offset, TopicPartitionList};
+use tonic::transport::Channel;
+
+pub use cdc_test_harness::events::*;
+
+pub const BINARY: &str = env!("CARGO_BIN_EXE_cdc-transformer");
+pub const CONTROL_TOKEN: &str = "transformer-test-control-token";
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// A 32-byte masking key for tests.
+pub const MASKING_KEY: &str = "test-masking-key-0123456789abcdef";
+
+/// One record read back from a topic.
+#[derive(Debug, Clone)]
+pub struct Read {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+    pub headers: BTreeMap<String, String>,
+}
+
+impl Read {
+    pub fn event(&self) -> ChangeEvent {
+        ChangeEvent::decode(self.value.as_slice()).expect("not a ChangeEvent")
+    }
+}
+
+/// Topics and a producer for one test.
+pub struct Fixture {
+    pub stack: Stack,
+    pub topics: TestTopics,
+    pub names: Topics,
+    producer: EventProducer,
+}
+
+pub type Client = TransformerClient<
+    tonic::service::interceptor::InterceptedService<
+        Channel,
+        fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>,
+    >,
+>;
+
+impl Fixture {
+    pub async fn new() -> Fixture {
+        let stack = Stack::get();
+        let mut topics = TestTopics::new(&stack);
+        topics.create("schemas", 1).await;
+        topics.create("dlq.transformer", 1).await;
+        let names = Topics::new(&topics.prefix).unwrap();
+        let producer = EventProducer::new(&stack);
+        Fixture {
+            stack,
+            topics,
+            names,
+            producer,
+        }
+    }
+
+    /// Creates the raw topic of `table` and returns its name. The clean topic is created by
+    /// the transformer (with as many partitions) and deleted with the test's topics.
+    pub async fn raw_topic(&mut self, table: &TableId, partitions: i32) -> String {
+        let raw = self.names.raw(table).unwrap();
+        self.create(&raw, partitions).await;
+        let clean = self.names.clean(table).unwrap();
+        self.topics.adopt(&clean);
+        raw
+    }
+
+    /// Creates `topic` (a full name under this test's prefix).
+    pub async fn create(&mut self, topic: &str, partitions: i32) -> String {
+        let suffix = topic
+            .strip_prefix(&format!("{}.", self.topics.prefix))
+            .unwrap()
+            .to_owned();
+        self.topics.create(&suffix, partitions).await
+    }
+
+    pub async fn publish_schema(&self, schema: &TableSchema) {
+        self.producer.publish_schema(&self.names, schema).await;
+    }
+
+    pub async fn send(&self, topic: &str, events: &[ChangeEvent]) {
+        self.producer.send(topic, events).await;
+    }
+
+    pub async fn send_encoded(&self, topic: &str, records: &[(Vec<u8>, Vec<u8>)]) {
+        self.producer.send_encoded(topic, records).await;
+    }
+
+    /// A transformer configuration for this fixture; `extra` is appended (more sections, then
+    /// `[[rules]]`).
+    pub fn config(
+        &self,
+        grpc: std::net::SocketAddr,
+        metrics: std::net::SocketAddr,
+        extra: &str,
+    ) -> String {
+        format!(
+            r#"
+[grpc]
+listen = "{grpc}"
+auth_token = "env:CDC_TEST_CONTROL_TOKEN"
+
+[metrics]
+listen = "{metrics}"
+
+[kafka]
+bootstrap_servers = "{kafka}"
+topic_prefix = "{prefix}"
+
+[consumer]
+group_id = "{prefix}-transformer"
+
+[consumer.properties]
+# A killed transformer's partitions move within seconds, not after the default 45 s.
+"session.timeout.ms" = "6000"
+"heartbeat.interval.ms" = "1000"
+
+[masking]
+hmac_key = "env:CDC_TEST_MASKING_KEY"
+
+{extra}
+"#,
+            kafka = self.stack.kafka_bootstrap,
+            prefix = self.topics.prefix,
+        )
+    }
+
+    /// Starts a transformer process with transactional id `<prefix>-<instance>`.
+    pub fn start(&self, instance: &str, extra: &str) -> ServiceProcess {
+        let (grpc, metrics) = (free_local_addr(), free_local_addr());
+        let extra = format!(
+            "[producer]\ntransactional_id = \"{}-{instance}\"\n{extra}",
+            self.topics.prefix
+        );
+        let config = self.config(grpc, metrics, &extra);
+        let env = [
+            ("CDC_TEST_CONTROL_TOKEN", CONTROL_TOKEN),
+            ("CDC_TEST_MASKING_KEY", MASKING_KEY),
+        ];
+        let mut process = ServiceProcess::spawn(Path::new(BINARY), &config, &env, grpc, metrics);
+        process.wait_until_listening(START_TIMEOUT);
+        process
+    }
+
+    /// Reads `topic` from its start with read_committed until `count` records arrived, then
+    /// keeps reading one more second so that extra (duplicate) records are seen too.
+    pub fn read(
+        &self,
+        topic: &str,
+        count: usize,
+        timeout: Duration,
+        process: Option<&ServiceProcess>,
+    ) -> Vec<Read> {
+        let consumer: BaseConsumer = client_config(&self.stack)
+            .set("group.id", format!("{}-reader", self.topics.prefix))
+            .set("isolation.level", "read_committed")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let deadline = Instant::now() + timeout;
+        let mut assigned = false;
+        let mut records = Vec::new();
+        let mut settle: Option<Instant> = None;
+        loop {
+            if !assigned {
+                assigned = assign_from_start(&consumer, topic);
+                if !assigned {
+                    assert!(
+                        Instant::now() < deadline,
+                        "topic {topic} was not created within {timeout:?}\n{}",
+                        process.map(ServiceProcess::output).unwrap_or_default()
+                    );
+                    std::thread::sleep(Duration::from_millis(200));
+                    continue;
+                }
+            }
+            if records.len() >= count && settle.is_none() {
+                settle = Some(Instant::now() + Duration::from_secs(1));
+            }
+            if settle.is_some_and(|s| Instant::now() > s) {
+                return records;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{topic}: {} of {count} records within {timeout:?}\n{}",
+                records.len(),
+                process.map(ServiceProcess::output).unwrap_or_default()
+            );
+            match consumer.poll(Duration::from_millis(100)) {
+                Some(Ok(message)) => records.push(read_of(&message)),
+                Some(Err(KafkaError::PartitionEOF(_))) | None => {}
+                Some(Err(e)) => panic!("cannot read {topic}: {e}"),
+            }
+        }
+    }
+
+    /// A gRPC client of the transformer's own API, with the control token.
+    pub async fn client(&self, process: &ServiceProcess) -> Client {
+        let channel = Channel::from_shared(format!("http://{}", process.grpc))
+            .unwrap()
+            .connect()
+            .await
+            .expect("cannot connect to the transformer's gRPC port");
+        let interceptor: fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> =
+            |mut request| {
+                request.metadata_mut().insert(
+                    "authorization",
+                    format!("Bearer {CONTROL_TOKEN}").parse().unwrap(),
+                );
+                Ok(request)
+            };
+        TransformerClient::with_interceptor(channel, interceptor)
+    }
+}
+
+fn assign_from_start(consumer: &BaseConsumer, topic: &str) -> bool {
+    let Ok(metadata) = consumer.fetch_metadata(Some(topic), Duration::from_secs(5)) else {
+        return false;
+    };
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    if partitions.is_empty() {
+        return false;
+    }
+    let mut assignment = TopicPartitionList::new();
+    for p in partitions {
+        assignment
+            .add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    true
+}
+
+fn read_of(message: &rdkafka::message::BorrowedMessage<'_>) -> Read {
+    let mut headers = BTreeMap::new();
+    if let Some(list) = message.headers() {
+        for h in list.iter() {
+            headers.insert(
+                h.key.to_owned(),
+                h.value
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+                    .unwrap_or_default(),
+            );
+        }
+    }
+    Read {
+        partition: message.partition(),
+        offset: message.offset(),
+        key: message.key().unwrap_or_default().to_vec(),
+        value: message.payload().unwrap_or_default().to_vec(),
+        headers,
+    }
+}
+
+/// Waits until `check` holds, polling; panics with `what` and the process output otherwise.
+pub async fn eventually<F, Fut>(
+    what: &str,
+    process: &ServiceProcess,
+    timeout: Duration,
+    mut check: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !check().await {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not happen within {timeout:?}\n{}",
+            process.output()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
