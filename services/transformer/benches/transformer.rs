@@ -95,6 +95,8 @@ async fn main() -> anyhow::Result<()> {
     };
     let count: usize = option("--events").map_or(Ok(1_000_000), |r| r.parse())?;
     let out = option("--out").unwrap_or_else(|| "target/bench/transformer.json".to_owned());
+    // Extra configuration sections to try settings, e.g. `--extra "[batch]\nmax_wait_ms = 500"`.
+    let extra = option("--extra").unwrap_or_default().replace("\\n", "\n");
 
     let mut fixture = Fixture::new().await;
     let table = source_table("bench", "dbo", "orders");
@@ -140,7 +142,7 @@ async fn main() -> anyhow::Result<()> {
     let ends = ends(&fixture, &raw);
 
     let started = Instant::now();
-    let transformer = fixture.start("bench", RULES);
+    let transformer = fixture.start("bench", &format!("{extra}\n{RULES}"));
     let group = format!("{}-transformer", fixture.topics.prefix);
     let offsets = client_config(&fixture.stack)
         .set("group.id", &group)

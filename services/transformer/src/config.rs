@@ -117,6 +117,10 @@ pub struct BatchConfig {
     /// …or this long after its first event.
     #[serde(default = "default_max_wait_ms")]
     pub max_wait_ms: u64,
+    /// Threads that decode, transform and encode (order is kept whatever the number);
+    /// default the machine's cores.
+    #[serde(default = "default_transform_threads")]
+    pub transform_threads: usize,
 }
 
 impl Default for BatchConfig {
@@ -124,6 +128,7 @@ impl Default for BatchConfig {
         BatchConfig {
             max_events: default_max_events(),
             max_wait_ms: default_max_wait_ms(),
+            transform_threads: default_transform_threads(),
         }
     }
 }
@@ -134,6 +139,10 @@ fn default_max_events() -> usize {
 
 fn default_max_wait_ms() -> u64 {
     100
+}
+
+fn default_transform_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, usize::from)
 }
 
 /// The secret key of `hmac` masks: the same value gives the same hash in every instance and
@@ -190,6 +199,12 @@ impl ServiceConfig for TransformerConfig {
             errors.push(field_error(
                 "batch.max_events",
                 "expected 1 to 1000000".to_owned(),
+            ));
+        }
+        if !(1..=64).contains(&self.batch.transform_threads) {
+            errors.push(field_error(
+                "batch.transform_threads",
+                "expected 1 to 64".to_owned(),
             ));
         }
         if !(1..=60_000).contains(&self.batch.max_wait_ms) {

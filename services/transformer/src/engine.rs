@@ -99,6 +99,8 @@ pub struct Problem {
 /// Where a raw topic's events go.
 #[derive(Debug, Clone)]
 pub struct TopicRoute {
+    /// The raw topic.
+    pub raw_topic: Arc<str>,
     /// The source table the topic carries.
     pub table: TableId,
     /// `database.schema.table`.
@@ -116,7 +118,8 @@ type PlanResult = Arc<Result<TablePlan, PlanError>>;
 struct Inner {
     generation: AtomicU64,
     loaded: RwLock<Arc<LoadedRules>>,
-    plans: Mutex<HashMap<(u64, String), PlanResult>>,
+    /// Compiled plans of the rules in force, by input schema id (cleared on reload).
+    plans: Mutex<(u64, HashMap<String, PlanResult>)>,
     problems: Mutex<BTreeMap<String, Problem>>,
     registry: SchemaRegistry,
     topics: Topics,
@@ -136,7 +139,7 @@ impl Engine {
             inner: Arc::new(Inner {
                 generation: AtomicU64::new(1),
                 loaded: RwLock::new(Arc::new(loaded(rules, 1))),
-                plans: Mutex::new(HashMap::new()),
+                plans: Mutex::new((1, HashMap::new())),
                 problems: Mutex::new(BTreeMap::new()),
                 registry,
                 topics,
@@ -166,7 +169,7 @@ impl Engine {
         *slot = Arc::new(loaded(rules, generation));
         self.inner.generation.store(generation, Ordering::SeqCst);
         drop(slot);
-        lock(&self.inner.plans).clear();
+        *lock(&self.inner.plans) = (generation, HashMap::new());
         lock(&self.inner.problems).clear();
         generation
     }
@@ -192,6 +195,7 @@ impl Engine {
         let table = table_of_raw_topic(&self.inner.topics, topic)?;
         let clean_topic = self.inner.topics.clean(&table).map_err(|e| e.to_string())?;
         Ok(TopicRoute {
+            raw_topic: Arc::from(topic),
             table_name: format!("{}.{}.{}", table.database, table.schema, table.table).into(),
             transformed: rules.set.applies_to(&table),
             table,
@@ -201,100 +205,76 @@ impl Engine {
     }
 
     /// Transforms one record of a table whose events the rules change. `counts` gathers the
-    /// rules' counters (indexed like the rules of `generation`).
+    /// rules' counters (indexed like the rules of `route.generation`).
     pub fn transform(
         &self,
         route: &TopicRoute,
         input: &Input<'_>,
         counts: &mut RuleCounts,
     ) -> Transformed {
-        let table = route.table_name.to_string();
-        let refuse = |rule: String, reason: String, code: &'static str, position: String| {
+        // The refusal's texts are built only on this (rare) path, never per event.
+        let refuse = |rule: String, reason: String, code: &'static str| {
             Transformed::DeadLetter(Refusal {
-                table: table.clone(),
+                table: route.table_name.to_string(),
                 rule,
                 reason,
                 code,
-                position,
+                position: decode(input).map(|e| position_text(&e)).unwrap_or_default(),
             })
         };
         let event = match decode(input) {
             Ok(event) => event,
-            Err(reason) => return refuse(String::new(), reason, "undecodable", String::new()),
+            Err(reason) => return refuse(String::new(), reason, "undecodable"),
         };
-        let position = position_text(&event);
         let plan = match self.plan(route.generation, &event.schema_id) {
             Ok(plan) => plan,
             Err(SchemaError::Missing { id, topic }) => {
                 let reason = format!("schema {id} is not in {topic}");
-                return refuse(String::new(), reason, "schema_missing", position);
+                return refuse(String::new(), reason, "schema_missing");
             }
             Err(e @ SchemaError::Unavailable { .. }) => return Transformed::Retry(e.to_string()),
         };
         let plan = match plan.as_ref() {
             Ok(plan) => plan,
             Err(error) => {
-                self.remember_problem(&table, &event.schema_id, error);
+                self.remember_problem(&route.table_name, &event.schema_id, error);
                 counts_failed(counts, error.rule_index);
                 return refuse(
                     error.rule.clone(),
                     error.message.clone(),
                     "rule_does_not_fit",
-                    position,
                 );
             }
         };
         let commit_time_micros = event.commit_time_micros;
         match plan.apply(event, counts) {
-            Outcome::Emit(event) => self.emit(plan, *event, commit_time_micros, &table, position),
+            Outcome::Emit(event) => match &plan.output_topic {
+                Ok(topic) => match cdc_model::key::encode(&plan.output_table, &event.key) {
+                    Ok(key) => Transformed::Emit {
+                        topic: Arc::clone(topic),
+                        key,
+                        payload: event.encode_to_vec(),
+                        schema: (
+                            Arc::clone(&plan.output_schema_id),
+                            Arc::clone(&plan.output_schema),
+                        ),
+                        commit_time_micros,
+                    },
+                    Err(e) => refuse(
+                        String::new(),
+                        format!("the transformed key cannot be encoded: {e}"),
+                        "rule_failed",
+                    ),
+                },
+                Err(reason) => refuse(String::new(), reason.clone(), "rule_failed"),
+            },
             Outcome::Filtered(_) => Transformed::Filtered,
             Outcome::Failed(rule, reason) => {
                 let rule = rule
                     .and_then(|i| self.rules().set.rules.get(i).map(|r| r.name.clone()))
                     .unwrap_or_default();
-                refuse(rule, reason, "rule_failed", position)
+                refuse(rule, reason, "rule_failed")
             }
-        }
-    }
-
-    fn emit(
-        &self,
-        plan: &TablePlan,
-        event: ChangeEvent,
-        commit_time_micros: i64,
-        table: &str,
-        position: String,
-    ) -> Transformed {
-        let topic = match self.inner.topics.clean(&plan.output_table) {
-            Ok(topic) => topic,
-            Err(e) => {
-                return Transformed::DeadLetter(Refusal {
-                    table: table.to_owned(),
-                    rule: String::new(),
-                    reason: e.to_string(),
-                    code: "rule_failed",
-                    position,
-                });
-            }
-        };
-        match cdc_model::key::encode(&plan.output_table, &event.key) {
-            Ok(key) => Transformed::Emit {
-                topic: topic.into(),
-                key,
-                payload: event.encode_to_vec(),
-                schema: (
-                    Arc::clone(&plan.output_schema_id),
-                    Arc::clone(&plan.output_schema),
-                ),
-                commit_time_micros,
-            },
-            Err(e) => Transformed::DeadLetter(Refusal {
-                table: table.to_owned(),
-                rule: String::new(),
-                reason: format!("the transformed key cannot be encoded: {e}"),
-                code: "rule_failed",
-                position,
-            }),
         }
     }
 
@@ -316,16 +296,28 @@ impl Engine {
     }
 
     fn plan(&self, generation: u64, schema_id: &str) -> Result<PlanResult, SchemaError> {
-        let key = (generation, schema_id.to_owned());
-        if let Some(plan) = lock(&self.inner.plans).get(&key) {
-            return Ok(Arc::clone(plan));
+        {
+            let plans = lock(&self.inner.plans);
+            if plans.0 == generation
+                && let Some(plan) = plans.1.get(schema_id)
+            {
+                return Ok(Arc::clone(plan));
+            }
         }
         let schema = self
             .inner
             .runtime
             .block_on(self.inner.registry.get(schema_id))?;
         let rules = self.rules();
-        let plan = Arc::new(TablePlan::compile(&rules.set, &schema));
+        let plan = Arc::new(TablePlan::compile(&rules.set, &schema).map(|mut plan| {
+            plan.output_topic = self
+                .inner
+                .topics
+                .clean(&plan.output_table)
+                .map(Arc::from)
+                .map_err(|e| e.to_string());
+            plan
+        }));
         if let Err(error) = plan.as_ref() {
             tracing::warn!(
                 table = %cdc_model::schema::qualified_name(&schema),
@@ -335,7 +327,10 @@ impl Engine {
                 "the rules do not fit this table's schema: its events go to the dead-letter topic until the rules are fixed"
             );
         }
-        lock(&self.inner.plans).insert(key, Arc::clone(&plan));
+        let mut plans = lock(&self.inner.plans);
+        if plans.0 == rules.generation {
+            plans.1.insert(schema_id.to_owned(), Arc::clone(&plan));
+        }
         Ok(plan)
     }
 

@@ -5,7 +5,8 @@
 //!
 //! Parts: [`rules`] (configuration, validation, per-schema plans and value operations),
 //! [`expr`] (the row-filter language), [`engine`] (one record's transform), [`pipeline`] (the
-//! consume-transform-produce loop in Kafka transactions), [`output`] (the producing side),
+//! consume-transform-produce loop in Kafka transactions), [`parallel`] (transform threads),
+//! [`output`] (the producing side),
 //! [`dead_letters`] (list and replay), [`grpc`] (control API), [`service`] (wiring).
 
 pub mod config;
@@ -15,6 +16,7 @@ pub mod expr;
 pub mod grpc;
 pub mod metrics;
 pub mod output;
+pub mod parallel;
 pub mod pipeline;
 pub mod rules;
 pub mod service;

@@ -68,7 +68,8 @@ struct TableStats {
 /// What one transaction did, per table, gathered while it runs and published once it commits.
 #[derive(Debug, Default)]
 pub struct BatchStats {
-    tables: HashMap<Arc<str>, TableStats>,
+    /// Few tables per transaction: a list searched by pointer first beats hashing per event.
+    tables: Vec<(Arc<str>, TableStats)>,
 }
 
 /// Field 8 of `ChangeEvent` alone, so that a passed-through event's commit time is read
@@ -81,7 +82,15 @@ struct CommitTimeOnly {
 
 impl BatchStats {
     fn table(&mut self, table: &Arc<str>) -> &mut TableStats {
-        self.tables.entry(Arc::clone(table)).or_default()
+        let at = self
+            .tables
+            .iter()
+            .position(|(t, _)| Arc::ptr_eq(t, table) || t == table)
+            .unwrap_or_else(|| {
+                self.tables.push((Arc::clone(table), TableStats::default()));
+                self.tables.len() - 1
+            });
+        &mut self.tables[at].1
     }
 
     /// An event passed unchanged.

@@ -91,12 +91,14 @@ impl TopicCreator {
 
 /// A transactional producer and what it has published.
 pub struct Output {
-    producer: ThreadedProducer<DefaultProducerContext>,
+    producer: Arc<TransactionalProducer>,
     creator: Arc<TopicCreator>,
     schemas_topic: String,
     dead_letter_topic: String,
     published: HashSet<Arc<str>>,
     pending_schemas: Vec<Arc<str>>,
+    /// Topics known to exist, checked without the creator's lock on the hot path.
+    ensured: HashSet<Arc<str>>,
 }
 
 /// Where a record went.
@@ -118,6 +120,9 @@ pub enum Delivered {
     },
 }
 
+/// The producer type of every transactional output.
+pub type TransactionalProducer = ThreadedProducer<DefaultProducerContext>;
+
 /// A Kafka failure of the producing side.
 pub type SendResult = Result<(), KafkaError>;
 
@@ -130,23 +135,33 @@ impl Output {
         dead_letter_topic: String,
     ) -> Result<Output, KafkaError> {
         Ok(Output {
-            producer: producer_config.create()?,
+            producer: Arc::new(producer_config.create()?),
             creator,
             schemas_topic,
             dead_letter_topic,
             published: HashSet::new(),
             pending_schemas: Vec::new(),
+            ensured: HashSet::new(),
         })
     }
 
     /// The producer, for the transaction calls.
-    pub fn producer(&self) -> &ThreadedProducer<DefaultProducerContext> {
+    pub fn producer(&self) -> &TransactionalProducer {
         &self.producer
     }
 
+    /// The producer, shared, for a commit that runs on another thread.
+    pub fn shared_producer(&self) -> Arc<TransactionalProducer> {
+        Arc::clone(&self.producer)
+    }
+
     /// Creates a topic on first use (see [`TopicCreator::ensure`]).
-    pub fn ensure_topic(&self, topic: &str, like: Option<&str>) -> Result<(), String> {
-        self.creator.ensure(topic, like, false)
+    pub fn ensure_topic(&mut self, topic: &str, like: Option<&str>) -> Result<(), String> {
+        if !self.ensured.contains(topic) {
+            self.creator.ensure(topic, like, false)?;
+            self.ensured.insert(Arc::from(topic));
+        }
+        Ok(())
     }
 
     /// Sends one record into the open transaction, waiting while the local queue is full.

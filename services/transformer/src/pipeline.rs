@@ -4,21 +4,28 @@
 //! by sending the consumed offsets into it and committing. Output and input progress commit
 //! together or not at all: exactly once.
 //!
-//! Rebalances happen only inside `poll`. When one revokes partitions while a transaction is
-//! open, the transaction is aborted before the next record is used, so nothing it produced
-//! survives and the partitions' new owner starts from the committed offsets. A stale instance
-//! is fenced by the broker (its consumer generation is checked with the offsets).
+//! Committing overlaps with transforming: two transactional producers take turns. Once every
+//! record of transaction N is delivered, its commit (the broker writing the markers) runs on a
+//! helper thread while the loop fills transaction N+1 on the other producer.
+//! N+1 commits only after N has: if N fails, N+1 is aborted too and both are re-read from where
+//! N started, so the committed offsets never pass a transaction that did not commit.
+//!
+//! Rebalances happen only inside `poll`. When one revokes partitions, the commit in flight is
+//! finished and the open transaction aborted before the next record is used, so nothing it
+//! produced survives and the partitions' new owner starts from the committed offsets. A stale
+//! instance is fenced by the broker (its consumer generation is checked with the offsets).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::time::{Duration, Instant};
 
 use cdc_service_kit::ServiceState;
 use cdc_service_kit::proto::State;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, OwnedHeaders};
+use rdkafka::message::BorrowedMessage;
 use rdkafka::producer::Producer;
 use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
@@ -26,7 +33,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::BatchConfig;
 use crate::engine::{Engine, Input, TopicRoute, Transformed};
 use crate::metrics::BatchStats;
-use crate::output::{Delivered, Output};
+use crate::output::{Delivered, Output, TransactionalProducer};
+use crate::parallel::{Done, Owned, Pool};
 use crate::rules::plan::RuleCounts;
 
 /// Status component of the loop.
@@ -34,13 +42,17 @@ pub const PIPELINE_COMPONENT: &str = "pipeline";
 const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(30);
 const IDLE_POLL: Duration = Duration::from_millis(100);
 const RETRY_BACKOFF: Duration = Duration::from_secs(1);
+/// Records per chunk handed to a transform thread.
+const CHUNK: usize = 512;
+/// Chunks transformed ahead of producing (bounds memory: about 4 × 512 records).
+const MAX_PENDING_CHUNKS: usize = 4;
 
 /// What the loop needs.
 pub struct PipelineSetup {
     /// Group consumer settings (group id and extra properties included).
     pub consumer_config: ClientConfig,
-    /// The producing side.
-    pub output: Output,
+    /// The producing side: two transactional producers that take turns.
+    pub outputs: [Output; 2],
     /// Subscription, a librdkafka regular expression over raw topic names.
     pub topic_pattern: String,
     /// Transaction sizes.
@@ -90,13 +102,25 @@ struct Transaction {
     generation: u64,
     counts: RuleCounts,
     stats: BatchStats,
+    /// Which of the two outputs it is on.
+    slot: usize,
+}
+
+/// A transaction whose offsets are sent and whose commit runs on a helper thread.
+struct InFlight {
+    transaction: Transaction,
+    commit: std::thread::JoinHandle<(Result<(), KafkaError>, Duration)>,
+    /// Signalled once every record of the transaction is delivered.
+    flushed: Receiver<()>,
+    /// Whether that signal came.
+    delivered: bool,
 }
 
 /// Runs the loop until `shutdown`; blocking.
 pub fn run(setup: PipelineSetup) -> Result<(), PipelineError> {
     let PipelineSetup {
         consumer_config,
-        mut output,
+        outputs,
         topic_pattern,
         batch,
         engine,
@@ -106,24 +130,36 @@ pub fn run(setup: PipelineSetup) -> Result<(), PipelineError> {
     let consumer: GroupConsumer = consumer_config
         .create_with_context(RebalanceWatch::default())
         .map_err(|e| PipelineError::Kafka(format!("cannot create the consumer: {e}")))?;
-    init_transactions(&output, &state, &shutdown)?;
+    for output in &outputs {
+        init_transactions(output, &state, &shutdown)?;
+    }
     consumer
         .subscribe(&[&topic_pattern])
         .map_err(|e| PipelineError::Kafka(format!("cannot subscribe to {topic_pattern}: {e}")))?;
     state.set_component(PIPELINE_COMPONENT, State::Running, "consuming");
+    let pool = Pool::new(&engine, batch.transform_threads)
+        .map_err(|e| PipelineError::Kafka(format!("cannot start the transform threads: {e}")))?;
     let mut lp = Loop {
         consumer,
         work: Work {
-            output: &mut output,
+            outputs,
+            slot: 0,
             engine,
             routes: HashMap::new(),
             open: None,
+            failed_at: None,
         },
+        pool,
+        pending: VecDeque::new(),
+        pending_starts: BTreeMap::new(),
+        in_flight: None,
         state,
         batch,
         paused: false,
     };
-    lp.run(&shutdown)
+    let outcome = lp.run(&shutdown);
+    let finished = lp.finish_in_flight();
+    outcome.and(finished.map(drop))
 }
 
 fn init_transactions(
@@ -156,9 +192,31 @@ fn is_fatal(error: &KafkaError) -> bool {
     matches!(error, KafkaError::Transaction(e) if e.is_fatal())
 }
 
-struct Loop<'a> {
+/// Commits the open transaction of `producer`, retrying what the client says may be retried.
+fn commit_transaction(producer: &TransactionalProducer) -> Result<(), KafkaError> {
+    let mut attempts = 0;
+    loop {
+        match producer.commit_transaction(TRANSACTION_TIMEOUT) {
+            Err(KafkaError::Transaction(e))
+                if e.is_retriable() && !e.txn_requires_abort() && attempts < 3 =>
+            {
+                attempts += 1;
+                tracing::warn!(error = %e, attempts, "commit will be retried");
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+struct Loop {
     consumer: GroupConsumer,
-    work: Work<'a>,
+    work: Work,
+    pool: Pool,
+    /// Chunks handed to the pool, oldest first, not produced yet.
+    pending: VecDeque<Receiver<Done>>,
+    /// Per partition, the first offset of the pending chunks (where to rewind if dropped).
+    pending_starts: BTreeMap<(Arc<str>, i32), i64>,
+    in_flight: Option<InFlight>,
     state: ServiceState,
     batch: BatchConfig,
     paused: bool,
@@ -166,71 +224,210 @@ struct Loop<'a> {
 
 /// Everything but the consumer, so that a polled message (which borrows the consumer) can be
 /// handled while the rest changes.
-struct Work<'a> {
-    output: &'a mut Output,
+struct Work {
+    outputs: [Output; 2],
+    slot: usize,
     engine: Engine,
-    routes: HashMap<String, TopicRoute>,
+    routes: HashMap<String, Arc<TopicRoute>>,
     open: Option<Transaction>,
+    /// The record whose delivery failed last, to read it again.
+    failed_at: Option<((Arc<str>, i32), i64)>,
 }
 
 /// Why a record could not be handled now.
 struct Retry(String);
 
-impl Loop<'_> {
+impl Loop {
     fn run(&mut self, shutdown: &CancellationToken) -> Result<(), PipelineError> {
-        let max_wait = Duration::from_millis(self.batch.max_wait_ms);
         while !shutdown.is_cancelled() {
             self.honour_pause()?;
-            let timeout = self
-                .work
-                .open
-                .as_ref()
-                .map_or(IDLE_POLL, |t| max_wait.saturating_sub(t.started.elapsed()));
+            let polled = self.fill()?;
+            let full = self.pending.len() >= MAX_PENDING_CHUNKS;
+            self.drain(full || (!polled && !self.pending.is_empty()))?;
+            if self.due(!polled) {
+                self.commit()?;
+            } else if !polled && self.pending.is_empty() && self.work.open.is_none() {
+                self.finish_in_flight()?;
+            }
+        }
+        self.drain_all()?;
+        self.commit()
+    }
+
+    fn due(&self, idle: bool) -> bool {
+        let max_wait = Duration::from_millis(self.batch.max_wait_ms);
+        self.work.open.as_ref().is_some_and(|t| {
+            t.events >= self.batch.max_events
+                || ((idle || t.events % 64 == 0) && t.started.elapsed() >= max_wait)
+        })
+    }
+
+    /// Polls up to a chunk of records and hands them to the pool; false when none came.
+    fn fill(&mut self) -> Result<bool, PipelineError> {
+        if self.pending.len() >= MAX_PENDING_CHUNKS {
+            return Ok(true);
+        }
+        let max_wait = Duration::from_millis(self.batch.max_wait_ms);
+        let first_timeout = match (&self.work.open, self.pending.is_empty()) {
+            (_, false) => Duration::ZERO,
+            (Some(open), true) => max_wait.saturating_sub(open.started.elapsed()),
+            (None, true) => IDLE_POLL,
+        };
+        let mut items: Vec<Owned> = Vec::with_capacity(CHUNK);
+        while items.len() < CHUNK {
+            let timeout = if items.is_empty() {
+                first_timeout
+            } else {
+                Duration::ZERO
+            };
             let polled = self.consumer.poll(timeout);
             if self
                 .consumer
                 .context()
                 .revoked
                 .swap(false, Ordering::SeqCst)
-                && self.work.open.is_some()
             {
                 drop(polled);
-                self.abort("partitions were revoked")?;
-                continue;
+                let starts = starts_of(&items);
+                drop(items);
+                self.settle("partitions were revoked", starts)?;
+                return Ok(true);
             }
             match polled {
-                Some(Ok(message)) => {
-                    if let Err(Retry(reason)) = self.work.handle(&message) {
-                        let at = (
-                            message.topic().to_owned(),
-                            message.partition(),
-                            message.offset(),
-                        );
+                Some(Ok(message)) => match self.work.prepare(&message) {
+                    Ok(owned) => items.push(owned),
+                    Err(Retry(reason)) => {
+                        let mut starts = starts_of(&items);
+                        starts
+                            .entry((Arc::from(message.topic()), message.partition()))
+                            .or_insert(message.offset());
                         drop(message);
-                        self.retry_later(&reason, at)?;
-                        continue;
+                        drop(items);
+                        self.retry_later(&reason, starts)?;
+                        return Ok(true);
                     }
+                },
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "consumer error");
+                    break;
                 }
-                Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
-                None => {}
-            }
-            let due = self.work.open.as_ref().is_some_and(|t| {
-                t.events >= self.batch.max_events || t.started.elapsed() >= max_wait
-            });
-            if due {
-                self.commit()?;
+                None => break,
             }
         }
-        if self.work.open.is_some() {
-            self.commit()?;
+        if items.is_empty() {
+            return Ok(false);
+        }
+        for (partition, offset) in starts_of(&items) {
+            self.pending_starts.entry(partition).or_insert(offset);
+        }
+        self.pending.push_back(self.pool.submit(items));
+        Ok(true)
+    }
+
+    /// Produces transformed chunks in order while the previous transaction's records are all
+    /// delivered; waits for the oldest chunk when `block`.
+    fn drain(&mut self, mut block: bool) -> Result<(), PipelineError> {
+        while !self.pending.is_empty() {
+            if !self.delivered_before(block) {
+                return Ok(());
+            }
+            let received = match self.pending.front().map(|front| {
+                if block {
+                    front.recv().map_err(|_| TryRecvError::Disconnected)
+                } else {
+                    front.try_recv()
+                }
+            }) {
+                Some(Ok(done)) => done,
+                Some(Err(TryRecvError::Empty)) | None => return Ok(()),
+                Some(Err(TryRecvError::Disconnected)) => {
+                    return Err(PipelineError::Kafka(
+                        "a transform thread stopped".to_owned(),
+                    ));
+                }
+            };
+            self.pending.pop_front();
+            if self.pending.is_empty() {
+                self.pending_starts.clear();
+            }
+            self.produce(received)?;
+            block = false;
+        }
+        Ok(())
+    }
+
+    fn drain_all(&mut self) -> Result<(), PipelineError> {
+        while !self.pending.is_empty() {
+            self.drain(true)?;
+        }
+        Ok(())
+    }
+
+    /// Whether the records of the transaction in flight are all delivered (so the next may
+    /// append); waits for it when `block`.
+    fn delivered_before(&mut self, block: bool) -> bool {
+        let Some(in_flight) = self.in_flight.as_mut() else {
+            return true;
+        };
+        if in_flight.delivered {
+            return true;
+        }
+        let signal = if block {
+            in_flight
+                .flushed
+                .recv()
+                .map_err(|_| TryRecvError::Disconnected)
+        } else {
+            in_flight.flushed.try_recv()
+        };
+        match signal {
+            Ok(()) | Err(TryRecvError::Disconnected) => {
+                // Disconnected: the commit thread ended (a failed flush); its result says so.
+                in_flight.delivered = true;
+                true
+            }
+            Err(TryRecvError::Empty) => false,
+        }
+    }
+
+    fn produce(&mut self, done: Done) -> Result<(), PipelineError> {
+        let Done {
+            items,
+            counts,
+            generation,
+        } = done;
+        if self.work.open.is_none()
+            && let Err(reason) = self.work.begin()
+        {
+            let starts = starts_of_done(&items);
+            return self.retry_later(&reason, starts);
+        }
+        if let Some(open) = self.work.open.as_mut() {
+            open.absorb(&counts, generation);
+        }
+        let mut items = items.into_iter();
+        while let Some((owned, transformed)) = items.next() {
+            if let Err(Retry(reason)) = self.work.deliver(owned, transformed) {
+                // This record and the rest of the chunk are read again.
+                let rest: Vec<(Owned, Transformed)> = items.collect();
+                let mut starts = starts_of_done(&rest);
+                if let Some((partition, offset)) = self.work.failed_at.take() {
+                    starts.insert(partition, offset);
+                }
+                return self.retry_later(&reason, starts);
+            }
         }
         Ok(())
     }
 
     fn honour_pause(&mut self) -> Result<(), PipelineError> {
         let paused = self.state.pause_state().paused;
-        if paused && self.work.open.is_some() {
+        if paused
+            && (!self.pending.is_empty() || self.work.open.is_some() || self.in_flight.is_some())
+        {
+            self.drain_all()?;
             self.commit()?;
+            self.finish_in_flight()?;
         }
         if paused || self.paused {
             let assignment = self.consumer.assignment().unwrap_or_default();
@@ -247,37 +444,51 @@ impl Loop<'_> {
         Ok(())
     }
 
+    /// Sends the open transaction's offsets and starts delivering and committing it on a
+    /// helper thread, once the transaction before it has committed.
     fn commit(&mut self) -> Result<(), PipelineError> {
+        if !self.finish_in_flight()? {
+            // The one before failed: everything after it was aborted and will be read again.
+            return Ok(());
+        }
         let Some(open) = self.work.open.take() else {
             return Ok(());
         };
-        let started = Instant::now();
-        match self.send_offsets_and_commit(&open) {
-            Ok(()) => {
-                self.work.output.committed();
-                self.work.engine.record(open.generation, &open.counts);
-                open.stats.publish(
-                    &self.work.engine.rules(),
-                    open.generation,
-                    &open.counts,
-                    open.events,
-                    started.elapsed(),
-                );
-                self.state
-                    .set_component(PIPELINE_COMPONENT, State::Running, "consuming");
-                Ok(())
-            }
-            Err(e) if is_fatal(&e) => Err(PipelineError::Kafka(format!(
-                "the transaction cannot commit and the producer cannot go on (another instance may use the same transactional id): {e}"
-            ))),
-            Err(e) => {
-                self.work.open = Some(open);
-                self.abort(&format!("commit failed: {e}"))
-            }
+        if let Err(e) = self.send_offsets(&open) {
+            self.work.open = Some(open);
+            return if is_fatal(&e) {
+                Err(fatal(&e))
+            } else {
+                self.settle(&format!("offsets not accepted: {e}"), BTreeMap::new())
+            };
         }
+        let producer = self.work.outputs[open.slot].shared_producer();
+        let (flushed_signal, flushed) = mpsc::sync_channel(1);
+        let commit = std::thread::Builder::new()
+            .name("txn-commit".to_owned())
+            .spawn(move || {
+                let started = Instant::now();
+                // Every record of this transaction must be in its partition before the next
+                // transaction (on the other producer) appends any: a partition's order is its
+                // append order, and a key's events must stay in order.
+                if let Err(e) = producer.flush(TRANSACTION_TIMEOUT) {
+                    return (Err(e), started.elapsed());
+                }
+                let _ = flushed_signal.send(());
+                (commit_transaction(&producer), started.elapsed())
+            })
+            .map_err(|e| PipelineError::Kafka(format!("cannot start a commit thread: {e}")))?;
+        self.work.slot = 1 - open.slot;
+        self.in_flight = Some(InFlight {
+            transaction: open,
+            commit,
+            flushed,
+            delivered: false,
+        });
+        Ok(())
     }
 
-    fn send_offsets_and_commit(&self, open: &Transaction) -> Result<(), KafkaError> {
+    fn send_offsets(&self, open: &Transaction) -> Result<(), KafkaError> {
         let mut offsets = TopicPartitionList::new();
         for ((topic, partition), (_, next)) in &open.spans {
             offsets.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
@@ -286,46 +497,119 @@ impl Loop<'_> {
             // Only while the consumer is leaving its group: the commit would be refused anyway.
             return Err(KafkaError::Canceled);
         };
-        let producer = self.work.output.producer();
-        producer.send_offsets_to_transaction(&offsets, &group, TRANSACTION_TIMEOUT)?;
-        let mut attempts = 0;
-        loop {
-            match producer.commit_transaction(TRANSACTION_TIMEOUT) {
-                Err(KafkaError::Transaction(e))
-                    if e.is_retriable() && !e.txn_requires_abort() && attempts < 3 =>
-                {
-                    attempts += 1;
-                    tracing::warn!(error = %e, attempts, "commit will be retried");
-                }
-                outcome => return outcome,
+        self.work.outputs[open.slot]
+            .producer()
+            .send_offsets_to_transaction(&offsets, &group, TRANSACTION_TIMEOUT)
+    }
+
+    /// Waits for the commit in flight. True when it committed (or none was in flight); false
+    /// when it failed: then it, the open transaction and the pending chunks were dropped and
+    /// their partitions rewound.
+    fn finish_in_flight(&mut self) -> Result<bool, PipelineError> {
+        match self.join_in_flight()? {
+            None => Ok(true),
+            Some((failed, why)) => {
+                let mut dropped = vec![failed];
+                dropped.extend(self.work.open.take());
+                self.rollback(dropped, BTreeMap::new(), &why)?;
+                Ok(false)
             }
         }
     }
 
-    /// Aborts the open transaction and rewinds its partitions to where it started.
-    fn abort(&mut self, why: &str) -> Result<(), PipelineError> {
-        let Some(open) = self.work.open.take() else {
-            return Ok(());
+    /// Waits for the commit in flight; returns it with the reason when it failed.
+    fn join_in_flight(&mut self) -> Result<Option<(Transaction, String)>, PipelineError> {
+        let Some(InFlight {
+            transaction,
+            commit,
+            ..
+        }) = self.in_flight.take()
+        else {
+            return Ok(None);
         };
-        tracing::warn!(reason = why, events = open.events, "transaction aborted");
-        crate::metrics::transaction_aborted();
-        let mut attempts = 0;
-        while let Err(e) = self
-            .work
-            .output
-            .producer()
-            .abort_transaction(TRANSACTION_TIMEOUT)
-        {
-            attempts += 1;
-            if is_fatal(&e) || attempts >= 3 {
-                return Err(PipelineError::Kafka(format!(
-                    "cannot abort the transaction: {e}"
-                )));
+        let (outcome, took) = commit
+            .join()
+            .unwrap_or((Err(KafkaError::Canceled), Duration::ZERO));
+        match outcome {
+            Ok(()) => {
+                self.work.outputs[transaction.slot].committed();
+                self.work
+                    .engine
+                    .record(transaction.generation, &transaction.counts);
+                transaction.stats.publish(
+                    &self.work.engine.rules(),
+                    transaction.generation,
+                    &transaction.counts,
+                    transaction.events,
+                    took,
+                );
+                self.state
+                    .set_component(PIPELINE_COMPONENT, State::Running, "consuming");
+                Ok(None)
             }
-            tracing::warn!(error = %e, attempts, "abort will be retried");
+            Err(e) if is_fatal(&e) => Err(fatal(&e)),
+            Err(e) => Ok(Some((transaction, format!("commit failed: {e}")))),
         }
-        self.work.output.aborted();
-        for ((topic, partition), (first, _)) in &open.spans {
+    }
+
+    /// Finishes the commit in flight, then drops everything not committed (the open
+    /// transaction, the pending chunks, and the in-flight one if it failed) and rewinds to
+    /// where it started; `extra` adds records consumed but in none of those.
+    fn settle(
+        &mut self,
+        why: &str,
+        extra: BTreeMap<(Arc<str>, i32), i64>,
+    ) -> Result<(), PipelineError> {
+        let mut dropped: Vec<Transaction> = Vec::new();
+        if let Some((failed, reason)) = self.join_in_flight()? {
+            tracing::warn!(%reason, "the transaction in flight did not commit");
+            dropped.push(failed);
+        }
+        dropped.extend(self.work.open.take());
+        self.rollback(dropped, extra, why)
+    }
+
+    /// Aborts `transactions` (consecutive, oldest first), drops the pending chunks, and rewinds
+    /// every partition to the earliest record dropped.
+    fn rollback(
+        &mut self,
+        transactions: Vec<Transaction>,
+        extra: BTreeMap<(Arc<str>, i32), i64>,
+        why: &str,
+    ) -> Result<(), PipelineError> {
+        let mut starts: BTreeMap<(Arc<str>, i32), i64> = BTreeMap::new();
+        for transaction in &transactions {
+            tracing::warn!(
+                reason = why,
+                events = transaction.events,
+                "transaction aborted"
+            );
+            crate::metrics::transaction_aborted();
+            let output = &mut self.work.outputs[transaction.slot];
+            let mut attempts = 0;
+            while let Err(e) = output.producer().abort_transaction(TRANSACTION_TIMEOUT) {
+                attempts += 1;
+                if is_fatal(&e) || attempts >= 3 {
+                    return Err(PipelineError::Kafka(format!(
+                        "cannot abort the transaction: {e}"
+                    )));
+                }
+                tracing::warn!(error = %e, attempts, "abort will be retried");
+            }
+            output.aborted();
+            for (partition, (first, _)) in &transaction.spans {
+                starts.entry(partition.clone()).or_insert(*first);
+            }
+        }
+        // Pending chunks come after every transaction; records outside all of them after those.
+        self.pending.clear();
+        for (partition, first) in std::mem::take(&mut self.pending_starts)
+            .into_iter()
+            .chain(extra)
+        {
+            starts.entry(partition).or_insert(first);
+        }
+        for ((topic, partition), first) in &starts {
             self.seek(topic, *partition, *first);
         }
         Ok(())
@@ -343,70 +627,116 @@ impl Loop<'_> {
         }
     }
 
-    fn retry_later(&mut self, reason: &str, at: (String, i32, i64)) -> Result<(), PipelineError> {
+    fn retry_later(
+        &mut self,
+        reason: &str,
+        extra: BTreeMap<(Arc<str>, i32), i64>,
+    ) -> Result<(), PipelineError> {
         self.state
             .set_component(PIPELINE_COMPONENT, State::Degraded, reason.to_owned());
-        let (topic, partition, offset) = at;
-        let untracked = self.work.open.as_ref().is_none_or(|t| {
-            !t.spans
-                .contains_key(&(Arc::from(topic.as_str()), partition))
-        });
-        self.abort(reason)?;
-        if untracked {
-            self.seek(&topic, partition, offset);
-        }
+        self.settle(reason, extra)?;
         std::thread::sleep(RETRY_BACKOFF);
         Ok(())
     }
 }
 
-impl Work<'_> {
-    fn route(&mut self, topic: &str) -> Result<TopicRoute, String> {
+/// Per partition, the first offset among `items`.
+fn starts_of(items: &[Owned]) -> BTreeMap<(Arc<str>, i32), i64> {
+    let mut starts = BTreeMap::new();
+    for item in items {
+        starts
+            .entry((Arc::clone(&item.route.raw_topic), item.partition))
+            .or_insert(item.offset);
+    }
+    starts
+}
+
+fn starts_of_done(items: &[(Owned, Transformed)]) -> BTreeMap<(Arc<str>, i32), i64> {
+    let mut starts = BTreeMap::new();
+    for (item, _) in items {
+        starts
+            .entry((Arc::clone(&item.route.raw_topic), item.partition))
+            .or_insert(item.offset);
+    }
+    starts
+}
+
+fn fatal(error: &KafkaError) -> PipelineError {
+    PipelineError::Kafka(format!(
+        "the transaction cannot commit and the producer cannot go on (another instance may use the same transactional id): {error}"
+    ))
+}
+
+impl Work {
+    fn route(&mut self, topic: &str) -> Result<Arc<TopicRoute>, String> {
         let generation = self.engine.generation();
         if let Some(route) = self.routes.get(topic)
             && route.generation == generation
         {
-            return Ok(route.clone());
+            return Ok(Arc::clone(route));
         }
-        let route = self.engine.route(topic)?;
-        self.routes.insert(topic.to_owned(), route.clone());
+        let route = Arc::new(self.engine.route(topic)?);
+        self.routes.insert(topic.to_owned(), Arc::clone(&route));
         Ok(route)
     }
 
-    fn handle(&mut self, message: &BorrowedMessage<'_>) -> Result<(), Retry> {
-        if self.open.is_none() {
-            self.begin().map_err(Retry)?;
-        }
-        let input = Input {
-            topic: message.topic(),
+    /// Copies a consumed record out of the consumer's buffer, with its route.
+    fn prepare(&mut self, message: &BorrowedMessage<'_>) -> Result<Owned, Retry> {
+        let route = self.route(message.topic()).map_err(Retry)?;
+        Ok(Owned {
+            route,
             partition: message.partition(),
             offset: message.offset(),
-            key: message.key(),
-            payload: message.payload(),
-        };
-        let headers = message.headers().map(|h| h.detach());
-        let route = self.route(input.topic).map_err(Retry)?;
+            key: message.key().map(<[u8]>::to_vec),
+            payload: message.payload().map(<[u8]>::to_vec),
+            headers: message.headers().map(|h| h.detach()),
+        })
+    }
+
+    /// Sends what one record became into the open transaction.
+    fn deliver(&mut self, owned: Owned, transformed: Transformed) -> Result<(), Retry> {
         let Some(open) = self.open.as_mut() else {
             return Err(Retry("no open transaction".to_owned()));
         };
-        let transformed = if route.transformed {
-            self.engine.transform(&route, &input, &mut open.counts)
-        } else {
-            Transformed::PassThrough {
-                topic: Arc::clone(&route.clean_topic),
-            }
+        let Owned {
+            route,
+            partition,
+            offset,
+            key,
+            payload,
+            headers,
+        } = owned;
+        let input = Input {
+            topic: &route.raw_topic,
+            partition,
+            offset,
+            key: key.as_deref(),
+            payload: payload.as_deref(),
         };
-        send(self.output, open, &route, &input, transformed, headers)?;
+        let table = &route.table_name;
+        let delivered = self.outputs[open.slot].deliver(&input, transformed, headers, 0);
+        match delivered {
+            Ok(Delivered::Passed) => open.stats.passed(table, input.payload),
+            Ok(Delivered::Transformed { commit_time_micros }) => {
+                open.stats.transformed(table, commit_time_micros);
+            }
+            Ok(Delivered::Filtered) => open.stats.filtered(table),
+            Ok(Delivered::DeadLettered { code }) => open.stats.dead_lettered(table, code),
+            Err(reason) => {
+                self.failed_at = Some(((Arc::clone(&route.raw_topic), partition), offset));
+                return Err(Retry(reason));
+            }
+        }
         open.events += 1;
         open.spans
-            .entry((Arc::from(input.topic), input.partition))
-            .and_modify(|span| span.1 = input.offset + 1)
-            .or_insert((input.offset, input.offset + 1));
+            .entry((Arc::clone(&route.raw_topic), partition))
+            .and_modify(|span| span.1 = offset + 1)
+            .or_insert((offset, offset + 1));
         Ok(())
     }
 
     fn begin(&mut self) -> Result<(), String> {
-        self.output
+        self.outputs[self.slot]
             .producer()
             .begin_transaction()
             .map_err(|e| format!("cannot begin a transaction: {e}"))?;
@@ -418,30 +748,26 @@ impl Work<'_> {
             generation: rules.generation,
             counts: RuleCounts::new(rules.set.rules.len()),
             stats: BatchStats::default(),
+            slot: self.slot,
         });
         Ok(())
     }
 }
 
-fn send(
-    output: &mut Output,
-    open: &mut Transaction,
-    route: &TopicRoute,
-    input: &Input<'_>,
-    transformed: Transformed,
-    headers: Option<OwnedHeaders>,
-) -> Result<(), Retry> {
-    let table = &route.table_name;
-    match output
-        .deliver(input, transformed, headers, 0)
-        .map_err(Retry)?
-    {
-        Delivered::Passed => open.stats.passed(table, input.payload),
-        Delivered::Transformed { commit_time_micros } => {
-            open.stats.transformed(table, commit_time_micros);
+impl Transaction {
+    /// Adds a chunk's rule counters (dropped if the rules changed in between).
+    fn absorb(&mut self, counts: &RuleCounts, generation: u64) {
+        if generation != self.generation {
+            return;
         }
-        Delivered::Filtered => open.stats.filtered(table),
-        Delivered::DeadLettered { code } => open.stats.dead_lettered(table, code),
+        for (mine, theirs) in [
+            (&mut self.counts.applied, &counts.applied),
+            (&mut self.counts.filtered, &counts.filtered),
+            (&mut self.counts.failed, &counts.failed),
+        ] {
+            for (a, b) in mine.iter_mut().zip(theirs) {
+                *a += b;
+            }
+        }
     }
-    Ok(())
 }

@@ -52,12 +52,20 @@ pub async fn start(context: ServiceContext<TransformerConfig>) -> anyhow::Result
     let engine = Engine::new(rules, registry, topics.clone(), runtime.clone());
     let creator = Arc::new(TopicCreator::new(&client_config, runtime)?);
     let transactional_id = config.transactional_id(context.state.instance_id());
-    let output = Output::new(
-        &producer_config(&config, &transactional_id),
-        Arc::clone(&creator),
-        topics.schemas(),
-        topics.dlq_transformer(),
-    )?;
+    // Two producers take turns so that one commits while the other is filled; the second's
+    // id is derived from the first, so both stay stable across restarts.
+    let make_output = |id: &str| {
+        Output::new(
+            &producer_config(&config, id),
+            Arc::clone(&creator),
+            topics.schemas(),
+            topics.dlq_transformer(),
+        )
+    };
+    let outputs = [
+        make_output(&transactional_id)?,
+        make_output(&format!("{transactional_id}-1"))?,
+    ];
     let dead_letters = DeadLetterQueue {
         client_config: client_config.clone(),
         topic: topics.dlq_transformer(),
@@ -88,7 +96,7 @@ pub async fn start(context: ServiceContext<TransformerConfig>) -> anyhow::Result
     tracing::info!(%transactional_id, rules = config.rules.len(), "transformer starting");
     let setup = PipelineSetup {
         consumer_config: consumer_config(&config),
-        output,
+        outputs,
         topic_pattern: format!(
             "^{}\\.raw\\.{}$",
             config.kafka.topic_prefix, config.consumer.table_pattern
@@ -129,7 +137,8 @@ fn consumer_config(config: &TransformerConfig) -> ClientConfig {
         .set("isolation.level", "read_committed")
         .set("auto.offset.reset", "earliest")
         // Bounded prefetch: memory stays flat however far behind the transformer is.
-        .set("queued.max.messages.kbytes", "65536");
+        .set("queued.max.messages.kbytes", "65536")
+        .set("max.partition.fetch.bytes", "8388608");
     for (key, value) in &config.consumer.properties {
         consumer.set(key, value);
     }

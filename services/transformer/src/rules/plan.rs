@@ -103,6 +103,8 @@ pub struct TablePlan {
     pub output_schema_id: Arc<str>,
     /// The table events leave as (after routing).
     pub output_table: TableId,
+    /// Its clean topic, or why it has none (a name too long for Kafka); set by the engine.
+    pub output_topic: Result<Arc<str>, String>,
     input_width: usize,
     steps: Vec<Step>,
     key_indexes: Vec<usize>,
@@ -199,6 +201,7 @@ impl TablePlan {
             output_schema_id: cdc_model::schema::fingerprint(&output).into(),
             output_schema: Arc::new(output),
             output_table: working.table,
+            output_topic: Err("not resolved yet".to_owned()),
             input_width: input.columns.len(),
             steps,
             key_indexes,

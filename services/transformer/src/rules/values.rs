@@ -13,6 +13,8 @@ use sha2::Sha256;
 
 use super::{Convert, ConvertTo, Mask, MaskMethod, OnError};
 
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
 /// Shortest HMAC key accepted, in bytes.
 pub const MIN_HMAC_KEY_BYTES: usize = 16;
 
@@ -40,7 +42,13 @@ impl HmacKey {
     fn hex_digest(&self, text: &str) -> String {
         let mut mac = self.keyed.clone();
         mac.update(text.as_bytes());
-        hex::encode(mac.finalize().into_bytes())
+        let digest = mac.finalize().into_bytes();
+        let mut out = String::with_capacity(digest.len() * 2);
+        for byte in digest {
+            out.push(char::from(HEX_DIGITS[usize::from(byte >> 4)]));
+            out.push(char::from(HEX_DIGITS[usize::from(byte & 0x0f)]));
+        }
+        out
     }
 }
 
@@ -388,12 +396,15 @@ fn truncate_chars(text: &mut String, keep: usize) {
 }
 
 fn keep_last(text: &str, keep: usize, filler: char) -> String {
-    let count = text.chars().count();
-    let hidden = count.saturating_sub(keep);
-    text.chars()
-        .enumerate()
-        .map(|(i, c)| if i < hidden { filler } else { c })
-        .collect()
+    let hidden = text.chars().count().saturating_sub(keep);
+    let kept_from = text
+        .char_indices()
+        .nth(hidden)
+        .map_or(text.len(), |(at, _)| at);
+    let mut out = String::with_capacity(hidden * filler.len_utf8() + text.len() - kept_from);
+    out.extend(std::iter::repeat_n(filler, hidden));
+    out.push_str(&text[kept_from..]);
+    out
 }
 
 fn to_numeric(kind: &Kind, precision: u32, scale: u32) -> Result<Decimal, String> {
