@@ -246,3 +246,35 @@ async fn a_rule_that_no_longer_fits_a_new_schema_dead_letters_only_that_table() 
     assert_eq!(rules.problems[0].rule, "ref is a uuid");
     assert_eq!(rules.problems[0].schema_id, evolved.schema_id);
 }
+
+#[tokio::test]
+async fn operators_list_rules_and_dead_letters_with_grpcurl() {
+    let fixture = Fixture::new().await;
+    let transformer = fixture.start("a", STRICT);
+    let call = |method: &str, data: &str, token: Option<&str>| {
+        cdc_test_harness::grpcurl::call(&fixture.stack, transformer.grpc, token, method, data)
+    };
+    let rules = call(
+        "cdc.transformer.v1.Transformer/ListRules",
+        "{}",
+        Some(support::CONTROL_TOKEN),
+    );
+    assert!(rules.success, "{}", rules.stderr);
+    let listed: serde_json::Value = serde_json::from_str(&rules.stdout).unwrap();
+    assert_eq!(listed["rules"][0]["name"], "ref is a uuid");
+    assert_eq!(listed["rules"][0]["action"], "convert");
+    assert_eq!(listed["generation"], "1");
+    let letters = call(
+        "cdc.transformer.v1.Transformer/ListDeadLetters",
+        r#"{"limit": 5}"#,
+        Some(support::CONTROL_TOKEN),
+    );
+    assert!(letters.success, "{}", letters.stderr);
+    let refused = call("cdc.transformer.v1.Transformer/ReloadRules", "{}", None);
+    assert!(!refused.success, "control calls need the token");
+    assert!(
+        refused.stderr.contains("Unauthenticated"),
+        "{}",
+        refused.stderr
+    );
+}

@@ -148,6 +148,19 @@ async fn rules_shape_the_clean_topic_and_publish_the_output_schema_first() {
         .collect();
     assert_eq!(names, ["id", "email", "card", "status", "cdc_op"]);
     assert_eq!(cdc_model::schema::fingerprint(&published[0]), schema_id);
+
+    // Per-rule and per-table counters, once the transaction's commit is confirmed.
+    let expected = [
+        r#"cdc_transformer_rule_events_total{rule="active only",outcome="filtered"} 2"#,
+        r#"cdc_transformer_rule_events_total{rule="no snapshot reads",outcome="filtered"} 1"#,
+        r#"cdc_transformer_events_total{table="shop.dbo.customers",outcome="transformed"} 4"#,
+        r#"cdc_transformer_events_total{table="shop.dbo.customers",outcome="filtered"} 3"#,
+    ];
+    support::eventually("rule metrics", &transformer, WAIT, || async {
+        let scraped = cdc_test_harness::service_contract::scrape(transformer.metrics);
+        expected.iter().all(|line| scraped.contains(line))
+    })
+    .await;
 }
 
 #[tokio::test]
