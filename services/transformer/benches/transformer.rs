@@ -139,7 +139,7 @@ async fn main() -> anyhow::Result<()> {
         "queued {count} raw events in {:.1} s",
         queued.elapsed().as_secs_f64()
     );
-    let ends = ends(&fixture, &raw);
+    let ends = cdc_test_harness::kafka::ends(&fixture.stack, &raw);
 
     let started = Instant::now();
     let transformer = fixture.start("bench", &format!("{extra}\n{RULES}"));
@@ -203,18 +203,6 @@ async fn main() -> anyhow::Result<()> {
     std::fs::write(&out, serde_json::to_string_pretty(&json)?)?;
     println!("written to {out}");
     Ok(())
-}
-
-fn ends(fixture: &Fixture, topic: &str) -> BTreeMap<i32, i64> {
-    let consumer: BaseConsumer = client_config(&fixture.stack).create().unwrap();
-    (0..PARTITIONS)
-        .map(|p| {
-            let (_, high) = consumer
-                .fetch_watermarks(topic, p, Duration::from_secs(10))
-                .unwrap();
-            (p, high)
-        })
-        .collect()
 }
 
 /// Events whose offsets the group has committed (transformed and produced, exactly once).

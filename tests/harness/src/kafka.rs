@@ -142,3 +142,64 @@ impl EventProducer {
         }
     }
 }
+
+/// The configuration sections every Kafka-consuming service shares in tests: control and
+/// metrics endpoints (token from `CDC_TEST_CONTROL_TOKEN`), the cluster under `prefix`, and a
+/// consumer group whose killed members' partitions move within seconds.
+pub fn service_config(
+    stack: &Stack,
+    grpc: std::net::SocketAddr,
+    metrics: std::net::SocketAddr,
+    prefix: &str,
+    group: &str,
+) -> String {
+    format!(
+        r#"
+[grpc]
+listen = "{grpc}"
+auth_token = "env:CDC_TEST_CONTROL_TOKEN"
+
+[metrics]
+listen = "{metrics}"
+
+[kafka]
+bootstrap_servers = "{kafka}"
+topic_prefix = "{prefix}"
+
+[consumer]
+group_id = "{group}"
+
+[consumer.properties]
+# A killed member's partitions move within seconds, not after the default 45 s.
+"session.timeout.ms" = "6000"
+"heartbeat.interval.ms" = "1000"
+"#,
+        kafka = stack.kafka_bootstrap,
+    )
+}
+
+/// Partition -> end offset (high watermark) of `topic`.
+pub fn ends(stack: &Stack, topic: &str) -> std::collections::BTreeMap<i32, i64> {
+    let consumer: rdkafka::consumer::BaseConsumer = client_config(stack).create().unwrap();
+    let partitions: Vec<i32> = {
+        use rdkafka::consumer::Consumer as _;
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .unwrap();
+        metadata.topics()[0]
+            .partitions()
+            .iter()
+            .map(|p| p.id())
+            .collect()
+    };
+    partitions
+        .into_iter()
+        .map(|p| {
+            use rdkafka::consumer::Consumer as _;
+            let (_, high) = consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .unwrap();
+            (p, high)
+        })
+        .collect()
+}

@@ -199,3 +199,24 @@ pub fn workspace_binary(name: &str) -> PathBuf {
     );
     binary
 }
+
+/// Waits until `check` holds, polling; panics with `what` and the process's output otherwise.
+pub async fn eventually<F, Fut>(
+    what: &str,
+    process: &ServiceProcess,
+    timeout: Duration,
+    mut check: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !check().await {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not happen within {timeout:?}\n{}",
+            process.output()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -13,13 +13,12 @@ use cdc_loader::proto::loader_client::LoaderClient;
 use cdc_model::Topics;
 use cdc_model::proto::{ChangeEvent, TableId, TableSchema};
 use cdc_test_harness::Stack;
-use cdc_test_harness::kafka::{EventProducer, TestTopics, client_config};
+use cdc_test_harness::control::{self, ControlChannel};
+use cdc_test_harness::kafka::{EventProducer, TestTopics, service_config};
 use cdc_test_harness::ports::free_local_addr;
 use cdc_test_harness::postgres::TestDatabase;
 use cdc_test_harness::process::ServiceProcess;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use sqlx::Row as _;
-use tonic::transport::Channel;
 
 pub const BINARY: &str = env!("CARGO_BIN_EXE_cdc-loader");
 pub const CONTROL_TOKEN: &str = "loader-test-control-token";
@@ -81,29 +80,17 @@ impl Fixture {
         metrics: std::net::SocketAddr,
         extra: &str,
     ) -> String {
+        let common = service_config(
+            &self.stack,
+            grpc,
+            metrics,
+            &self.topics.prefix,
+            &format!("{}-loader", self.topics.prefix),
+        );
         format!(
-            r#"
-[grpc]
-listen = "{grpc}"
-auth_token = "env:CDC_TEST_CONTROL_TOKEN"
-
-[metrics]
-listen = "{metrics}"
-
+            r#"{common}
 [telemetry]
 log_filter = "info,sqlx=warn"
-
-[kafka]
-bootstrap_servers = "{kafka}"
-topic_prefix = "{prefix}"
-
-[consumer]
-group_id = "{prefix}-loader"
-
-[consumer.properties]
-# A killed loader's partitions move within seconds, not after the default 45 s.
-"session.timeout.ms" = "6000"
-"heartbeat.interval.ms" = "1000"
 
 [postgres]
 url = "{url}"
@@ -115,8 +102,6 @@ max_backoff_ms = 1000
 
 {extra}
 "#,
-            kafka = self.stack.kafka_bootstrap,
-            prefix = self.topics.prefix,
             url = cdc_test_harness::stack::without_password(&self.db.url),
         )
     }
@@ -158,27 +143,7 @@ max_backoff_ms = 1000
 
     /// Partition -> end offset of `topic`.
     pub fn ends(&self, topic: &str) -> BTreeMap<i32, i64> {
-        let consumer: BaseConsumer = client_config(&self.stack).create().unwrap();
-        let metadata = consumer
-            .fetch_metadata(Some(topic), Duration::from_secs(10))
-            .unwrap();
-        let partitions: Vec<i32> = metadata.topics()[0]
-            .partitions()
-            .iter()
-            .map(|p| p.id())
-            .collect();
-        partitions
-            .into_iter()
-            .map(|p| {
-                (
-                    p,
-                    consumer
-                        .fetch_watermarks(topic, p, Duration::from_secs(10))
-                        .unwrap()
-                        .1,
-                )
-            })
-            .collect()
+        cdc_test_harness::kafka::ends(&self.stack, topic)
     }
 
     /// Partition -> stored next offset of `topic` (none before the loader created its tables).
@@ -203,49 +168,10 @@ max_backoff_ms = 1000
     }
 
     /// A gRPC client of the loader's own API, with the control token.
-    pub async fn client(
-        &self,
-        loader: &ServiceProcess,
-    ) -> LoaderClient<
-        tonic::service::interceptor::InterceptedService<
-            Channel,
-            fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>,
-        >,
-    > {
-        let channel = Channel::from_shared(format!("http://{}", loader.grpc))
-            .unwrap()
-            .connect()
-            .await
-            .expect("cannot connect to the loader's gRPC port");
-        let interceptor: fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> =
-            |mut request| {
-                request.metadata_mut().insert(
-                    "authorization",
-                    format!("Bearer {CONTROL_TOKEN}").parse().unwrap(),
-                );
-                Ok(request)
-            };
-        LoaderClient::with_interceptor(channel, interceptor)
+    pub async fn client(&self, loader: &ServiceProcess) -> LoaderClient<ControlChannel> {
+        LoaderClient::new(control::connect(loader.grpc, CONTROL_TOKEN).await)
     }
 }
 
-/// Waits until `check` holds, polling; panics with `what` and the loader's output otherwise.
-pub async fn eventually<F, Fut>(
-    what: &str,
-    loader: &ServiceProcess,
-    timeout: Duration,
-    mut check: F,
-) where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    while !check().await {
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not happen within {timeout:?}\n{}",
-            loader.output()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+#[allow(unused_imports)] // not every test binary waits
+pub use cdc_test_harness::process::eventually;

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use cdc_model::Topics;
 use cdc_model::proto::{ChangeEvent, TableId, TableSchema};
 use cdc_test_harness::Stack;
-use cdc_test_harness::kafka::{EventProducer, TestTopics, client_config};
+use cdc_test_harness::control::{self, ControlChannel};
+use cdc_test_harness::kafka::{EventProducer, TestTopics, client_config, service_config};
 use cdc_test_harness::ports::free_local_addr;
 use cdc_test_harness::process::ServiceProcess;
 use cdc_transformer::proto::transformer_client::TransformerClient;
@@ -22,7 +23,6 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Headers as _;
 use rdkafka::{Message, Offset, TopicPartitionList};
-use tonic::transport::Channel;
 
 pub use cdc_test_harness::events::*;
 
@@ -56,12 +56,7 @@ pub struct Fixture {
     producer: EventProducer,
 }
 
-pub type Client = TransformerClient<
-    tonic::service::interceptor::InterceptedService<
-        Channel,
-        fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>,
-    >,
->;
+pub type Client = TransformerClient<ControlChannel>;
 
 impl Fixture {
     pub async fn new() -> Fixture {
@@ -118,34 +113,20 @@ impl Fixture {
         metrics: std::net::SocketAddr,
         extra: &str,
     ) -> String {
+        let common = service_config(
+            &self.stack,
+            grpc,
+            metrics,
+            &self.topics.prefix,
+            &format!("{}-transformer", self.topics.prefix),
+        );
         format!(
-            r#"
-[grpc]
-listen = "{grpc}"
-auth_token = "env:CDC_TEST_CONTROL_TOKEN"
-
-[metrics]
-listen = "{metrics}"
-
-[kafka]
-bootstrap_servers = "{kafka}"
-topic_prefix = "{prefix}"
-
-[consumer]
-group_id = "{prefix}-transformer"
-
-[consumer.properties]
-# A killed transformer's partitions move within seconds, not after the default 45 s.
-"session.timeout.ms" = "6000"
-"heartbeat.interval.ms" = "1000"
-
+            r#"{common}
 [masking]
 hmac_key = "env:CDC_TEST_MASKING_KEY"
 
 {extra}
-"#,
-            kafka = self.stack.kafka_bootstrap,
-            prefix = self.topics.prefix,
+"#
         )
     }
 
@@ -220,20 +201,7 @@ hmac_key = "env:CDC_TEST_MASKING_KEY"
 
     /// A gRPC client of the transformer's own API, with the control token.
     pub async fn client(&self, process: &ServiceProcess) -> Client {
-        let channel = Channel::from_shared(format!("http://{}", process.grpc))
-            .unwrap()
-            .connect()
-            .await
-            .expect("cannot connect to the transformer's gRPC port");
-        let interceptor: fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> =
-            |mut request| {
-                request.metadata_mut().insert(
-                    "authorization",
-                    format!("Bearer {CONTROL_TOKEN}").parse().unwrap(),
-                );
-                Ok(request)
-            };
-        TransformerClient::with_interceptor(channel, interceptor)
+        TransformerClient::new(control::connect(process.grpc, CONTROL_TOKEN).await)
     }
 }
 
@@ -281,23 +249,5 @@ fn read_of(message: &rdkafka::message::BorrowedMessage<'_>) -> Read {
     }
 }
 
-/// Waits until `check` holds, polling; panics with `what` and the process output otherwise.
-pub async fn eventually<F, Fut>(
-    what: &str,
-    process: &ServiceProcess,
-    timeout: Duration,
-    mut check: F,
-) where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    while !check().await {
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not happen within {timeout:?}\n{}",
-            process.output()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
+#[allow(unused_imports)] // not every test binary waits
+pub use cdc_test_harness::process::eventually;
