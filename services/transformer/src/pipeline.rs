@@ -43,9 +43,9 @@ const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(30);
 const IDLE_POLL: Duration = Duration::from_millis(100);
 const RETRY_BACKOFF: Duration = Duration::from_secs(1);
 /// Records per chunk handed to a transform thread.
-const CHUNK: usize = 512;
-/// Chunks transformed ahead of producing (bounds memory: about 4 × 512 records).
-const MAX_PENDING_CHUNKS: usize = 4;
+const CHUNK: usize = 4096;
+/// Chunks transformed ahead of producing (bounds memory: about 6 × 4096 records).
+const MAX_PENDING_CHUNKS: usize = 6;
 
 /// What the loop needs.
 pub struct PipelineSetup {
@@ -273,8 +273,10 @@ impl Loop {
             (Some(open), true) => max_wait.saturating_sub(open.started.elapsed()),
             (None, true) => IDLE_POLL,
         };
-        let mut items: Vec<Owned> = Vec::with_capacity(CHUNK);
-        while items.len() < CHUNK {
+        // A chunk never spans more than a transaction may hold.
+        let chunk = CHUNK.min(self.batch.max_events);
+        let mut items: Vec<Owned> = Vec::with_capacity(chunk);
+        while items.len() < chunk {
             let timeout = if items.is_empty() {
                 first_timeout
             } else {
