@@ -319,6 +319,13 @@ impl Loop {
         if items.is_empty() {
             return Ok(false);
         }
+        if self.state.pause_state().paused {
+            // Paused while polling: these records wait, unread, for the resume.
+            for ((topic, partition), offset) in starts_of(&items) {
+                self.seek(&topic, partition, offset);
+            }
+            return Ok(false);
+        }
         for (partition, offset) in starts_of(&items) {
             self.pending_starts.entry(partition).or_insert(offset);
         }

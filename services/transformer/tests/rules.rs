@@ -246,3 +246,35 @@ route = { schema = "finance", table = "payments_v2" }
     );
     assert_eq!(after[3], text("a very"));
 }
+
+#[tokio::test]
+async fn pause_stops_consuming_and_resume_goes_on_from_where_it_stopped() {
+    use cdc_service_kit::proto::control_client::ControlClient;
+    use cdc_service_kit::proto::{PauseRequest, ResumeRequest};
+    let mut fixture = Fixture::new().await;
+    let table = source_table("warehouse", "dbo", "stock");
+    let raw = fixture.raw_topic(&table, 1).await;
+    let mut events = Events::new(customers(&table));
+    let transformer = fixture.start("a", RULES);
+    let mut control = ControlClient::new(
+        cdc_test_harness::control::connect(transformer.grpc, support::CONTROL_TOKEN).await,
+    );
+    fixture.send(&raw, &[events.insert(row(1, "x"))]).await;
+    let clean = fixture.names.clean(&table).unwrap();
+    assert_eq!(fixture.read(&clean, 1, WAIT, Some(&transformer)).len(), 1);
+    control
+        .pause(PauseRequest {
+            reason: "maintenance".into(),
+        })
+        .await
+        .unwrap();
+    fixture.send(&raw, &[events.insert(row(2, "x"))]).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        fixture.read(&clean, 1, WAIT, Some(&transformer)).len(),
+        1,
+        "nothing moves while paused"
+    );
+    control.resume(ResumeRequest {}).await.unwrap();
+    assert_eq!(fixture.read(&clean, 2, WAIT, Some(&transformer)).len(), 2);
+}
