@@ -244,7 +244,7 @@ impl Loop {
             let polled = self.fill()?;
             let full = self.pending.len() >= MAX_PENDING_CHUNKS;
             self.drain(full || (!polled && !self.pending.is_empty()))?;
-            if self.due(!polled) {
+            if self.due() {
                 self.commit()?;
             } else if !polled && self.pending.is_empty() && self.work.open.is_none() {
                 self.finish_in_flight()?;
@@ -254,12 +254,13 @@ impl Loop {
         self.commit()
     }
 
-    fn due(&self, idle: bool) -> bool {
+    /// Whether the open transaction should close (checked once per chunk, not per event).
+    fn due(&self) -> bool {
         let max_wait = Duration::from_millis(self.batch.max_wait_ms);
-        self.work.open.as_ref().is_some_and(|t| {
-            t.events >= self.batch.max_events
-                || ((idle || t.events % 64 == 0) && t.started.elapsed() >= max_wait)
-        })
+        self.work
+            .open
+            .as_ref()
+            .is_some_and(|t| t.events >= self.batch.max_events || t.started.elapsed() >= max_wait)
     }
 
     /// Polls up to a chunk of records and hands them to the pool; false when none came.
