@@ -61,6 +61,79 @@ impl KafkaConfig {
     }
 }
 
+/// The default consumer group of a service's `[consumer]` section.
+pub trait DefaultGroup {
+    /// The group id used when the configuration gives none.
+    const GROUP_ID: &'static str;
+}
+
+/// The `[consumer]` section of a service that consumes one stage's table topics as a group.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, bound = "")]
+pub struct ConsumerConfig<D: DefaultGroup> {
+    /// Kafka consumer group; every instance of one pipeline's service shares it.
+    #[serde(default = "default_group::<D>")]
+    pub group_id: String,
+    /// Which table topics, as a regular expression over the escaped table part
+    /// `<db>.<schema>.<table>` (librdkafka syntax); default every table.
+    #[serde(default = "default_table_pattern")]
+    pub table_pattern: String,
+    /// Extra librdkafka properties for the group consumer only (e.g. `session.timeout.ms`).
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+    #[serde(skip)]
+    default_group: std::marker::PhantomData<D>,
+}
+
+impl<D: DefaultGroup> Default for ConsumerConfig<D> {
+    fn default() -> Self {
+        ConsumerConfig {
+            group_id: default_group::<D>(),
+            table_pattern: default_table_pattern(),
+            properties: BTreeMap::new(),
+            default_group: std::marker::PhantomData,
+        }
+    }
+}
+
+fn default_group<D: DefaultGroup>() -> String {
+    D::GROUP_ID.to_owned()
+}
+
+fn default_table_pattern() -> String {
+    ".*".to_owned()
+}
+
+impl<D: DefaultGroup> ConsumerConfig<D> {
+    /// Checks the section; pushes one error per bad value.
+    pub fn validate(&self, errors: &mut Vec<FieldError>) {
+        if self.group_id.trim().is_empty() {
+            errors.push(field_error(
+                "consumer.group_id",
+                "must not be empty".to_owned(),
+            ));
+        }
+        if self.table_pattern.is_empty() {
+            errors.push(field_error(
+                "consumer.table_pattern",
+                "must not be empty (`.*` selects every table)".to_owned(),
+            ));
+        }
+    }
+
+    /// The subscription: `^<prefix>\.<stage>\.<table_pattern>$`.
+    pub fn subscription(&self, topic_prefix: &str, stage: &str) -> String {
+        format!("^{topic_prefix}\\.{stage}\\.{}$", self.table_pattern)
+    }
+
+    /// Adds the extra properties to a consumer's settings.
+    pub fn apply_properties(&self, config: &mut ClientConfig) {
+        for (key, value) in &self.properties {
+            config.set(key, value);
+        }
+    }
+}
+
 /// The partition numbers of `topic` (empty when it does not exist).
 pub fn topic_partitions<C: rdkafka::consumer::ConsumerContext>(
     consumer: &BaseConsumer<C>,
@@ -133,4 +206,35 @@ pub fn connectivity_worker(
         probe_until(config, state, Duration::from_secs(10), shutdown).await;
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[derive(Debug)]
+    struct Group;
+
+    impl DefaultGroup for Group {
+        const GROUP_ID: &'static str = "cdc-test";
+    }
+
+    #[test]
+    fn a_consumer_section_defaults_its_group_and_builds_its_subscription() {
+        let config = ConsumerConfig::<Group>::default();
+        assert_eq!(config.group_id, "cdc-test");
+        assert_eq!(config.subscription("cdc", "raw"), r"^cdc\.raw\..*$");
+        let mut errors = Vec::new();
+        config.validate(&mut errors);
+        assert!(errors.is_empty());
+        let bad = ConsumerConfig::<Group> {
+            group_id: " ".into(),
+            table_pattern: String::new(),
+            ..ConsumerConfig::default()
+        };
+        bad.validate(&mut errors);
+        let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["consumer.group_id", "consumer.table_pattern"]);
+    }
 }

@@ -40,38 +40,15 @@ pub struct LoaderConfig {
     pub retry: RetryConfig,
 }
 
-/// Consumer group and topic selection.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConsumerConfig {
-    /// Kafka consumer group; every loader instance of one pipeline shares it.
-    #[serde(default = "default_group_id")]
-    pub group_id: String,
-    /// Which clean topics to load, as a regular expression over the escaped table part
-    /// `<db>.<schema>.<table>` (librdkafka syntax); default every table.
-    #[serde(default = "default_table_pattern")]
-    pub table_pattern: String,
-    /// Extra librdkafka properties for the group consumer only (e.g. `session.timeout.ms`).
-    #[serde(default)]
-    pub properties: std::collections::BTreeMap<String, String>,
-}
+/// This service's `[consumer]` section.
+pub type ConsumerConfig = cdc_service_kit::kafka::ConsumerConfig<LoaderGroup>;
 
-impl Default for ConsumerConfig {
-    fn default() -> Self {
-        ConsumerConfig {
-            group_id: default_group_id(),
-            table_pattern: default_table_pattern(),
-            properties: std::collections::BTreeMap::new(),
-        }
-    }
-}
+/// The default consumer group: `cdc-loader`.
+#[derive(Debug, Clone, Copy)]
+pub struct LoaderGroup;
 
-fn default_group_id() -> String {
-    "cdc-loader".to_owned()
-}
-
-fn default_table_pattern() -> String {
-    ".*".to_owned()
+impl cdc_service_kit::kafka::DefaultGroup for LoaderGroup {
+    const GROUP_ID: &'static str = "cdc-loader";
 }
 
 /// Connection to PostgreSQL.
@@ -310,12 +287,7 @@ impl LoaderConfig {
         if let Err(reason) = TableNameTemplate::parse(&self.target.table_name) {
             errors.push(field_error("target.table_name", reason));
         }
-        if self.consumer.group_id.trim().is_empty() {
-            errors.push(field_error(
-                "consumer.group_id",
-                "must not be empty".to_owned(),
-            ));
-        }
+        self.consumer.validate(errors);
     }
 
     fn validate_limits(&self, errors: &mut Vec<FieldError>) {

@@ -87,16 +87,13 @@ pub async fn start(context: ServiceContext<LoaderConfig>) -> anyhow::Result<Star
         })
         .collect();
     let mut consumer_config = client_config.clone();
-    for (key, value) in &config.consumer.properties {
-        consumer_config.set(key, value);
-    }
+    config.consumer.apply_properties(&mut consumer_config);
     let setup = SourceSetup {
         client_config: consumer_config,
         group_id: config.consumer.group_id.clone(),
-        topic_pattern: format!(
-            "^{}\\.clean\\.{}$",
-            config.kafka.topic_prefix, config.consumer.table_pattern
-        ),
+        topic_pattern: config
+            .consumer
+            .subscription(&config.kafka.topic_prefix, "clean"),
         batch: config.batch.clone(),
         store: OffsetStore::new(
             connector.pool(),

@@ -42,38 +42,15 @@ pub struct TransformerConfig {
     pub rules: Vec<RuleConfig>,
 }
 
-/// Consumer group and topic selection.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConsumerConfig {
-    /// Kafka consumer group; every transformer instance of one pipeline shares it.
-    #[serde(default = "default_group_id")]
-    pub group_id: String,
-    /// Which raw topics to transform, as a regular expression over the escaped table part
-    /// `<db>.<schema>.<table>` (librdkafka syntax); default every table.
-    #[serde(default = "default_table_pattern")]
-    pub table_pattern: String,
-    /// Extra librdkafka properties for the group consumer only (e.g. `session.timeout.ms`).
-    #[serde(default)]
-    pub properties: BTreeMap<String, String>,
-}
+/// This service's `[consumer]` section.
+pub type ConsumerConfig = cdc_service_kit::kafka::ConsumerConfig<TransformerGroup>;
 
-impl Default for ConsumerConfig {
-    fn default() -> Self {
-        ConsumerConfig {
-            group_id: default_group_id(),
-            table_pattern: default_table_pattern(),
-            properties: BTreeMap::new(),
-        }
-    }
-}
+/// The default consumer group: `cdc-transformer`.
+#[derive(Debug, Clone, Copy)]
+pub struct TransformerGroup;
 
-fn default_group_id() -> String {
-    "cdc-transformer".to_owned()
-}
-
-fn default_table_pattern() -> String {
-    ".*".to_owned()
+impl cdc_service_kit::kafka::DefaultGroup for TransformerGroup {
+    const GROUP_ID: &'static str = "cdc-transformer";
 }
 
 /// The transactional producer.
@@ -169,18 +146,7 @@ impl ServiceConfig for TransformerConfig {
 
     fn validate_service(&self, errors: &mut Vec<FieldError>) {
         self.kafka.validate(errors);
-        if self.consumer.group_id.trim().is_empty() {
-            errors.push(field_error(
-                "consumer.group_id",
-                "must not be empty".to_owned(),
-            ));
-        }
-        if self.consumer.table_pattern.is_empty() {
-            errors.push(field_error(
-                "consumer.table_pattern",
-                "must not be empty (`.*` selects every table)".to_owned(),
-            ));
-        }
+        self.consumer.validate(errors);
         if let Some(id) = &self.producer.transactional_id
             && id.trim().is_empty()
         {

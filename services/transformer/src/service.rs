@@ -97,10 +97,9 @@ pub async fn start(context: ServiceContext<TransformerConfig>) -> anyhow::Result
     let setup = PipelineSetup {
         consumer_config: consumer_config(&config),
         outputs,
-        topic_pattern: format!(
-            "^{}\\.raw\\.{}$",
-            config.kafka.topic_prefix, config.consumer.table_pattern
-        ),
+        topic_pattern: config
+            .consumer
+            .subscription(&config.kafka.topic_prefix, "raw"),
         batch: config.batch.clone(),
         engine,
         state: context.state.clone(),
@@ -139,9 +138,7 @@ fn consumer_config(config: &TransformerConfig) -> ClientConfig {
         // Bounded prefetch: memory stays flat however far behind the transformer is.
         .set("queued.max.messages.kbytes", "65536")
         .set("max.partition.fetch.bytes", "8388608");
-    for (key, value) in &config.consumer.properties {
-        consumer.set(key, value);
-    }
+    config.consumer.apply_properties(&mut consumer);
     consumer
 }
 
