@@ -79,6 +79,35 @@ impl Topics {
         format!("{}.reconcile.reports", self.prefix)
     }
 
+    /// The table a raw topic of this pipeline carries (the inverse of [`Topics::raw`]).
+    pub fn table_of_raw(&self, topic: &str) -> Result<TableId> {
+        self.table_of("raw", topic)
+    }
+
+    fn table_of(&self, stage: &str, topic: &str) -> Result<TableId> {
+        let bad = || {
+            Error::InvalidTopic(format!(
+                "{topic} is not a {stage} table topic of `{}`",
+                self.prefix
+            ))
+        };
+        let parts = topic
+            .strip_prefix(&self.prefix)
+            .and_then(|rest| rest.strip_prefix('.'))
+            .and_then(|rest| rest.strip_prefix(stage))
+            .and_then(|rest| rest.strip_prefix('.'))
+            .ok_or_else(bad)?;
+        let parts: Vec<&str> = parts.split('.').collect();
+        let [database, schema, table] = parts.as_slice() else {
+            return Err(bad());
+        };
+        Ok(TableId {
+            database: unescape_part(database)?,
+            schema: unescape_part(schema)?,
+            table: unescape_part(table)?,
+        })
+    }
+
     fn table_topic(&self, stage: &str, table: &TableId) -> Result<String> {
         let name = format!(
             "{}.{stage}.{}.{}.{}",
@@ -163,6 +192,23 @@ mod tests {
             unescape_part("Order-20-Lines-20--e9-").unwrap(),
             "Order Lines é"
         );
+    }
+
+    #[test]
+    fn a_raw_topic_name_gives_back_its_table() {
+        let topics = Topics::new("cdc").unwrap();
+        let original = table("my.db", "dbo", "Order Lines é");
+        let name = topics.raw(&original).unwrap();
+        assert_eq!(topics.table_of_raw(&name).unwrap(), original);
+        for wrong in [
+            "cdc.clean.a.b.c",
+            "cdc.raw.a.b",
+            "cdc.raw.a.b.c.d",
+            "other.raw.a.b.c",
+            "cdcx.raw.a.b.c",
+        ] {
+            assert!(topics.table_of_raw(wrong).is_err(), "{wrong}");
+        }
     }
 
     #[test]

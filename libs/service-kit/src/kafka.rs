@@ -134,6 +134,22 @@ impl<D: DefaultGroup> ConsumerConfig<D> {
     }
 }
 
+/// A message's headers by name, values as text (dead-letter headers are text).
+pub fn header_map<M: rdkafka::Message>(message: &M) -> std::collections::HashMap<String, String> {
+    use rdkafka::message::Headers as _;
+    message
+        .headers()
+        .map(|list| {
+            list.iter()
+                .map(|h| {
+                    let value = h.value.map(|v| String::from_utf8_lossy(v).into_owned());
+                    (h.key.to_owned(), value.unwrap_or_default())
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The partition numbers of `topic` (empty when it does not exist).
 pub fn topic_partitions<C: rdkafka::consumer::ConsumerContext>(
     consumer: &BaseConsumer<C>,

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cdc_model::dead_letter as header;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
@@ -171,13 +171,7 @@ pub fn read_all(client_config: &ClientConfig, topic: &str) -> Result<Vec<StoredL
 }
 
 fn stored_letter(message: &rdkafka::message::BorrowedMessage<'_>) -> StoredLetter {
-    let mut headers = HashMap::new();
-    if let Some(list) = message.headers() {
-        for h in list.iter() {
-            let value = h.value.map(|v| String::from_utf8_lossy(v).into_owned());
-            headers.insert(h.key.to_owned(), value.unwrap_or_default());
-        }
-    }
+    let headers = cdc_service_kit::kafka::header_map(message);
     let get = |name: &str| headers.get(name).cloned().unwrap_or_default();
     let provenance = Provenance {
         topic: get(header::SOURCE_TOPIC).into(),

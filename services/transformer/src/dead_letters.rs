@@ -5,13 +5,12 @@
 //! transactional id per pipeline, so two replays started at once fence each other instead of
 //! both sending.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use cdc_model::dead_letter as header;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Headers as _};
+use rdkafka::message::BorrowedMessage;
 use rdkafka::producer::Producer;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
@@ -196,17 +195,6 @@ fn commit(
         .map_err(|e| format!("cannot commit the replay: {e}"))
 }
 
-fn header_map(message: &BorrowedMessage<'_>) -> HashMap<String, String> {
-    let mut headers = HashMap::new();
-    if let Some(list) = message.headers() {
-        for h in list.iter() {
-            let value = h.value.map(|v| String::from_utf8_lossy(v).into_owned());
-            headers.insert(h.key.to_owned(), value.unwrap_or_default());
-        }
-    }
-    headers
-}
-
 fn replay_one(
     engine: &Engine,
     output: &mut Output,
@@ -215,7 +203,7 @@ fn replay_one(
     rule_counts: &mut RuleCounts,
 ) -> Result<(), String> {
     counts.read += 1;
-    let headers = header_map(message);
+    let headers = cdc_service_kit::kafka::header_map(message);
     let get = |name: &str| headers.get(name).cloned().unwrap_or_default();
     let source_topic = get(header::SOURCE_TOPIC);
     let input = Input {
@@ -257,7 +245,7 @@ fn replay_one(
 
 /// A pending dead letter as the control API shows it.
 fn describe(message: &BorrowedMessage<'_>) -> DeadLetter {
-    let headers = header_map(message);
+    let headers = cdc_service_kit::kafka::header_map(message);
     let get = |name: &str| headers.get(name).cloned().unwrap_or_default();
     DeadLetter {
         partition: message.partition(),

@@ -118,8 +118,9 @@ type PlanResult = Arc<Result<TablePlan, PlanError>>;
 struct Inner {
     generation: AtomicU64,
     loaded: RwLock<Arc<LoadedRules>>,
-    /// Compiled plans of the rules in force, by input schema id (cleared on reload).
-    plans: Mutex<(u64, HashMap<String, PlanResult>)>,
+    /// Compiled plans of the rules in force, by input schema id (cleared on reload). Read by
+    /// every transform thread for every event: a read lock keeps them from waiting on each other.
+    plans: RwLock<(u64, HashMap<String, PlanResult>)>,
     problems: Mutex<BTreeMap<String, Problem>>,
     registry: SchemaRegistry,
     topics: Topics,
@@ -139,7 +140,7 @@ impl Engine {
             inner: Arc::new(Inner {
                 generation: AtomicU64::new(1),
                 loaded: RwLock::new(Arc::new(loaded(rules, 1))),
-                plans: Mutex::new((1, HashMap::new())),
+                plans: RwLock::new((1, HashMap::new())),
                 problems: Mutex::new(BTreeMap::new()),
                 registry,
                 topics,
@@ -160,16 +161,12 @@ impl Engine {
     /// Puts `rules` in force (already validated); returns the new generation. Tables the old
     /// rules did not fit are checked again as their next events come.
     pub fn replace_rules(&self, rules: RuleSet) -> u64 {
-        let mut slot = self
-            .inner
-            .loaded
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut slot = write(&self.inner.loaded);
         let generation = slot.generation + 1;
         *slot = Arc::new(loaded(rules, generation));
         self.inner.generation.store(generation, Ordering::SeqCst);
         drop(slot);
-        *lock(&self.inner.plans) = (generation, HashMap::new());
+        *write(&self.inner.plans) = (generation, HashMap::new());
         lock(&self.inner.problems).clear();
         generation
     }
@@ -184,15 +181,14 @@ impl Engine {
         self.inner.generation.load(Ordering::SeqCst)
     }
 
-    /// The topic names of this pipeline.
-    pub fn topics(&self) -> &Topics {
-        &self.inner.topics
-    }
-
     /// Where the events of raw topic `topic` go under the rules in force.
     pub fn route(&self, topic: &str) -> Result<TopicRoute, String> {
         let rules = self.rules();
-        let table = table_of_raw_topic(&self.inner.topics, topic)?;
+        let table = self
+            .inner
+            .topics
+            .table_of_raw(topic)
+            .map_err(|e| e.to_string())?;
         let clean_topic = self.inner.topics.clean(&table).map_err(|e| e.to_string())?;
         Ok(TopicRoute {
             raw_topic: Arc::from(topic),
@@ -297,7 +293,11 @@ impl Engine {
 
     fn plan(&self, generation: u64, schema_id: &str) -> Result<PlanResult, SchemaError> {
         {
-            let plans = lock(&self.inner.plans);
+            let plans = self
+                .inner
+                .plans
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if plans.0 == generation
                 && let Some(plan) = plans.1.get(schema_id)
             {
@@ -327,7 +327,7 @@ impl Engine {
                 "the rules do not fit this table's schema: its events go to the dead-letter topic until the rules are fixed"
             );
         }
-        let mut plans = lock(&self.inner.plans);
+        let mut plans = write(&self.inner.plans);
         if plans.0 == rules.generation {
             plans.1.insert(schema_id.to_owned(), Arc::clone(&plan));
         }
@@ -362,6 +362,11 @@ fn loaded(set: RuleSet, generation: u64) -> LoadedRules {
     }
 }
 
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
@@ -383,31 +388,4 @@ pub fn position_text(event: &ChangeEvent) -> String {
         .and_then(|p| cdc_model::SourcePosition::from_proto(p).ok())
         .map(|p| p.to_string())
         .unwrap_or_default()
-}
-
-/// The source table a raw topic carries (`<prefix>.raw.<db>.<schema>.<table>`, parts escaped).
-pub fn table_of_raw_topic(topics: &Topics, topic: &str) -> Result<TableId, String> {
-    let bad = || format!("topic {topic} is not a raw table topic of this pipeline");
-    let prefix = topics
-        .raw(&TableId {
-            database: "d".into(),
-            schema: "s".into(),
-            table: "t".into(),
-        })
-        .map_err(|e| e.to_string())?;
-    let stem = prefix.strip_suffix("d.s.t").ok_or_else(bad)?;
-    let parts: Vec<&str> = topic
-        .strip_prefix(stem)
-        .ok_or_else(bad)?
-        .split('.')
-        .collect();
-    let [database, schema, table] = parts.as_slice() else {
-        return Err(bad());
-    };
-    let unescape = |part: &str| cdc_model::topics::unescape_part(part).map_err(|e| e.to_string());
-    Ok(TableId {
-        database: unescape(database)?,
-        schema: unescape(schema)?,
-        table: unescape(table)?,
-    })
 }

@@ -98,7 +98,7 @@ struct Transaction {
     started: Instant,
     events: usize,
     /// Per partition: first and next offset consumed in this transaction.
-    spans: BTreeMap<(Arc<str>, i32), (i64, i64)>,
+    spans: BTreeMap<Partition, (i64, i64)>,
     generation: u64,
     counts: RuleCounts,
     stats: BatchStats,
@@ -147,7 +147,6 @@ pub fn run(setup: PipelineSetup) -> Result<(), PipelineError> {
             engine,
             routes: HashMap::new(),
             open: None,
-            failed_at: None,
         },
         pool,
         pending: VecDeque::new(),
@@ -215,7 +214,7 @@ struct Loop {
     /// Chunks handed to the pool, oldest first, not produced yet.
     pending: VecDeque<Receiver<Done>>,
     /// Per partition, the first offset of the pending chunks (where to rewind if dropped).
-    pending_starts: BTreeMap<(Arc<str>, i32), i64>,
+    pending_starts: BTreeMap<Partition, i64>,
     in_flight: Option<InFlight>,
     state: ServiceState,
     batch: BatchConfig,
@@ -230,12 +229,20 @@ struct Work {
     engine: Engine,
     routes: HashMap<String, Arc<TopicRoute>>,
     open: Option<Transaction>,
-    /// The record whose delivery failed last, to read it again.
-    failed_at: Option<((Arc<str>, i32), i64)>,
 }
 
 /// Why a record could not be handled now.
 struct Retry(String);
+
+/// A raw topic's partition.
+type Partition = (Arc<str>, i32);
+
+/// A record that could not be sent, and where it is, to read it again.
+struct Undelivered {
+    reason: String,
+    partition: Partition,
+    offset: i64,
+}
 
 impl Loop {
     fn run(&mut self, shutdown: &CancellationToken) -> Result<(), PipelineError> {
@@ -409,7 +416,7 @@ impl Loop {
         if self.work.open.is_none()
             && let Err(reason) = self.work.begin()
         {
-            let starts = starts_of_done(&items);
+            let starts = starts_of(items.iter().map(|(owned, _)| owned));
             return self.retry_later(&reason, starts);
         }
         if let Some(open) = self.work.open.as_mut() {
@@ -417,14 +424,12 @@ impl Loop {
         }
         let mut items = items.into_iter();
         while let Some((owned, transformed)) = items.next() {
-            if let Err(Retry(reason)) = self.work.deliver(owned, transformed) {
+            if let Err(undelivered) = self.work.deliver(owned, transformed) {
                 // This record and the rest of the chunk are read again.
                 let rest: Vec<(Owned, Transformed)> = items.collect();
-                let mut starts = starts_of_done(&rest);
-                if let Some((partition, offset)) = self.work.failed_at.take() {
-                    starts.insert(partition, offset);
-                }
-                return self.retry_later(&reason, starts);
+                let mut starts = starts_of(rest.iter().map(|(owned, _)| owned));
+                starts.insert(undelivered.partition, undelivered.offset);
+                return self.retry_later(&undelivered.reason, starts);
             }
         }
         Ok(())
@@ -565,11 +570,7 @@ impl Loop {
     /// Finishes the commit in flight, then drops everything not committed (the open
     /// transaction, the pending chunks, and the in-flight one if it failed) and rewinds to
     /// where it started; `extra` adds records consumed but in none of those.
-    fn settle(
-        &mut self,
-        why: &str,
-        extra: BTreeMap<(Arc<str>, i32), i64>,
-    ) -> Result<(), PipelineError> {
+    fn settle(&mut self, why: &str, extra: BTreeMap<Partition, i64>) -> Result<(), PipelineError> {
         let mut dropped: Vec<Transaction> = Vec::new();
         if let Some((failed, reason)) = self.join_in_flight()? {
             tracing::warn!(%reason, "the transaction in flight did not commit");
@@ -584,10 +585,10 @@ impl Loop {
     fn rollback(
         &mut self,
         transactions: Vec<Transaction>,
-        extra: BTreeMap<(Arc<str>, i32), i64>,
+        extra: BTreeMap<Partition, i64>,
         why: &str,
     ) -> Result<(), PipelineError> {
-        let mut starts: BTreeMap<(Arc<str>, i32), i64> = BTreeMap::new();
+        let mut starts: BTreeMap<Partition, i64> = BTreeMap::new();
         for transaction in &transactions {
             tracing::warn!(
                 reason = why,
@@ -640,7 +641,7 @@ impl Loop {
     fn retry_later(
         &mut self,
         reason: &str,
-        extra: BTreeMap<(Arc<str>, i32), i64>,
+        extra: BTreeMap<Partition, i64>,
     ) -> Result<(), PipelineError> {
         self.state
             .set_component(PIPELINE_COMPONENT, State::Degraded, reason.to_owned());
@@ -650,20 +651,10 @@ impl Loop {
     }
 }
 
-/// Per partition, the first offset among `items`.
-fn starts_of(items: &[Owned]) -> BTreeMap<(Arc<str>, i32), i64> {
+/// Per partition, the first offset among `items` (in consumption order).
+fn starts_of<'a>(items: impl IntoIterator<Item = &'a Owned>) -> BTreeMap<Partition, i64> {
     let mut starts = BTreeMap::new();
     for item in items {
-        starts
-            .entry((Arc::clone(&item.route.raw_topic), item.partition))
-            .or_insert(item.offset);
-    }
-    starts
-}
-
-fn starts_of_done(items: &[(Owned, Transformed)]) -> BTreeMap<(Arc<str>, i32), i64> {
-    let mut starts = BTreeMap::new();
-    for (item, _) in items {
         starts
             .entry((Arc::clone(&item.route.raw_topic), item.partition))
             .or_insert(item.offset);
@@ -703,10 +694,16 @@ impl Work {
         })
     }
 
-    /// Sends what one record became into the open transaction.
-    fn deliver(&mut self, owned: Owned, transformed: Transformed) -> Result<(), Retry> {
+    /// Sends what one record became into the open transaction; on failure, why and where the
+    /// record is (to read it again).
+    fn deliver(&mut self, owned: Owned, transformed: Transformed) -> Result<(), Undelivered> {
+        let failed = |reason: String| Undelivered {
+            reason,
+            partition: (Arc::clone(&owned.route.raw_topic), owned.partition),
+            offset: owned.offset,
+        };
         let Some(open) = self.open.as_mut() else {
-            return Err(Retry("no open transaction".to_owned()));
+            return Err(failed("no open transaction".to_owned()));
         };
         let Owned {
             route,
@@ -733,8 +730,11 @@ impl Work {
             Ok(Delivered::Filtered) => open.stats.filtered(table),
             Ok(Delivered::DeadLettered { code }) => open.stats.dead_lettered(table, code),
             Err(reason) => {
-                self.failed_at = Some(((Arc::clone(&route.raw_topic), partition), offset));
-                return Err(Retry(reason));
+                return Err(Undelivered {
+                    reason,
+                    partition: (Arc::clone(&route.raw_topic), partition),
+                    offset,
+                });
             }
         }
         open.events += 1;
