@@ -10,6 +10,7 @@ pub mod decimal;
 pub mod error;
 pub mod key;
 pub mod lsn;
+pub mod pattern;
 pub mod position;
 pub mod schema;
 pub mod topics;
@@ -25,6 +26,7 @@ pub mod proto {
 pub use decimal::Decimal;
 pub use error::{Error, Result};
 pub use lsn::Lsn;
+pub use pattern::TablePattern;
 pub use position::SourcePosition;
 pub use topics::Topics;
 pub use typemap::SqlServerType;

@@ -64,6 +64,12 @@ impl Topics {
         format!("{}.extractor.offsets", self.prefix)
     }
 
+    /// The extractor's work units: one partition per unit, shared by the extractor instances
+    /// as a consumer group (never written to).
+    pub fn extractor_work(&self) -> String {
+        format!("{}.extractor.work", self.prefix)
+    }
+
     /// Events the transformer could not transform.
     pub fn dlq_transformer(&self) -> String {
         format!("{}.dlq.transformer", self.prefix)

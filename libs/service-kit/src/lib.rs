@@ -15,6 +15,7 @@ pub mod schema_registry;
 pub mod secrets;
 pub mod state;
 pub mod telemetry;
+pub mod topics;
 pub mod trace_context;
 
 pub mod proto {

@@ -1,36 +1,7 @@
 //! `cdc-extractor`: reads SQL Server's CDC change tables and publishes ordered change events to Kafka.
 
-mod config;
-
 use std::process::ExitCode;
 
-use cdc_service_kit::grpc::ExtraServices;
-use cdc_service_kit::{ServiceContext, ServiceSpec, Started};
-
-use crate::config::ExtractorConfig;
-
-/// Identity and default ports of this binary.
-const SPEC: ServiceSpec = ServiceSpec {
-    name: "extractor",
-    version: env!("CARGO_PKG_VERSION"),
-    default_grpc_port: 50051,
-    default_metrics_port: 9101,
-};
-
 fn main() -> ExitCode {
-    cdc_service_kit::runtime::main(SPEC, start)
-}
-
-/// Starts the extractor's work. Its data path lands with its own issue; until then it serves the
-/// control plane and keeps the Kafka connection's state in status.
-async fn start(context: ServiceContext<ExtractorConfig>) -> anyhow::Result<Started> {
-    let worker = cdc_service_kit::kafka::connectivity_worker(
-        context.config.kafka.clone(),
-        context.state.clone(),
-        context.shutdown.clone(),
-    );
-    Ok(Started {
-        services: ExtraServices::default(),
-        worker,
-    })
+    cdc_service_kit::runtime::main(cdc_extractor::service::SPEC, cdc_extractor::service::start)
 }

@@ -4,90 +4,19 @@
 //! their first event, and dead letters with their headers.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use cdc_model::dead_letter;
 use cdc_model::proto::TableSchema;
 use prost::Message as _;
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::BaseConsumer;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, ThreadedProducer};
-use tokio::runtime::Handle;
 
 use crate::engine::{Input, Refusal, Transformed};
-
-const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Creates missing output topics, once per process and topic.
-pub struct TopicCreator {
-    admin: AdminClient<DefaultClientContext>,
-    metadata: BaseConsumer,
-    known: Mutex<HashSet<String>>,
-    runtime: Handle,
-}
-
-impl TopicCreator {
-    /// A creator on the cluster of `client_config`.
-    pub fn new(client_config: &ClientConfig, runtime: Handle) -> Result<TopicCreator, KafkaError> {
-        Ok(TopicCreator {
-            admin: client_config.create()?,
-            metadata: client_config.create()?,
-            known: Mutex::new(HashSet::new()),
-            runtime,
-        })
-    }
-
-    /// Makes sure `topic` exists; when missing it is created with the partitions of `like`
-    /// (or one), compacted when asked.
-    pub fn ensure(&self, topic: &str, like: Option<&str>, compacted: bool) -> Result<(), String> {
-        if self.known().contains(topic) {
-            return Ok(());
-        }
-        let partitions = |name: &str| {
-            cdc_service_kit::kafka::topic_partitions(&self.metadata, name, METADATA_TIMEOUT)
-        };
-        if partitions(topic)?.is_empty() {
-            let count = match like {
-                Some(like) => i32::try_from(partitions(like)?.len()).unwrap_or(1).max(1),
-                None => 1,
-            };
-            self.create(topic, count, compacted)?;
-        }
-        self.known().insert(topic.to_owned());
-        Ok(())
-    }
-
-    fn create(&self, topic: &str, partitions: i32, compacted: bool) -> Result<(), String> {
-        let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(-1));
-        if compacted {
-            new = new.set("cleanup.policy", "compact");
-        }
-        let options = AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT));
-        let results = self
-            .runtime
-            .block_on(self.admin.create_topics([&new], &options))
-            .map_err(|e| format!("cannot create topic {topic}: {e}"))?;
-        for result in results {
-            match result {
-                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((_, code)) => return Err(format!("cannot create topic {topic}: {code}")),
-            }
-        }
-        tracing::info!(topic, partitions, "created output topic");
-        Ok(())
-    }
-
-    fn known(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
-        self.known
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
+pub use cdc_service_kit::topics::TopicCreator;
 
 /// A transactional producer and what it has published.
 pub struct Output {

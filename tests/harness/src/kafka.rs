@@ -1,6 +1,7 @@
 //! Per-test Kafka topics, deleted when the test ends.
 
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use cdc_model::Topics;
 use cdc_model::proto::{ChangeEvent, TableSchema};
@@ -8,9 +9,14 @@ use prost::Message as _;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Headers as _;
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Message, Offset, TopicPartitionList};
 
 use crate::Stack;
+use crate::process::ServiceProcess;
 
 /// Topics that belong to one test: all names start with a unique prefix.
 pub struct TestTopics {
@@ -202,4 +208,123 @@ pub fn ends(stack: &Stack, topic: &str) -> std::collections::BTreeMap<i32, i64> 
             (p, high)
         })
         .collect()
+}
+
+/// One record read back from a topic.
+#[derive(Debug, Clone)]
+pub struct Read {
+    /// Its partition.
+    pub partition: i32,
+    /// Its offset.
+    pub offset: i64,
+    /// Its key (empty when none).
+    pub key: Vec<u8>,
+    /// Its payload (empty for a tombstone).
+    pub value: Vec<u8>,
+    /// Its headers, values as text.
+    pub headers: BTreeMap<String, String>,
+}
+
+impl Read {
+    /// The record as a change event.
+    pub fn event(&self) -> ChangeEvent {
+        ChangeEvent::decode(self.value.as_slice()).expect("not a ChangeEvent")
+    }
+}
+
+/// Reads `topic` (every partition) from its start with read_committed until `count` records arrived, then
+/// keeps reading one more second so that extra (duplicate) records are seen too.
+pub fn read_committed(
+    stack: &Stack,
+    group: &str,
+    topic: &str,
+    count: usize,
+    timeout: Duration,
+    process: Option<&ServiceProcess>,
+) -> Vec<Read> {
+    let consumer: BaseConsumer = client_config(stack)
+        .set("group.id", group)
+        .set("isolation.level", "read_committed")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let deadline = Instant::now() + timeout;
+    let mut assigned = false;
+    let mut records = Vec::new();
+    let mut settle: Option<Instant> = None;
+    loop {
+        if !assigned {
+            assigned = assign_from_start(&consumer, topic);
+            if !assigned {
+                assert!(
+                    Instant::now() < deadline,
+                    "topic {topic} was not created within {timeout:?}\n{}",
+                    process.map(ServiceProcess::output).unwrap_or_default()
+                );
+                std::thread::sleep(Duration::from_millis(200));
+                continue;
+            }
+        }
+        if records.len() >= count && settle.is_none() {
+            settle = Some(Instant::now() + Duration::from_secs(1));
+        }
+        if settle.is_some_and(|s| Instant::now() > s) {
+            return records;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{topic}: {} of {count} records within {timeout:?}\n{}",
+            records.len(),
+            process.map(ServiceProcess::output).unwrap_or_default()
+        );
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(message)) => records.push(read_of(&message)),
+            Some(Err(KafkaError::PartitionEOF(_))) | None => {}
+            Some(Err(e)) => panic!("cannot read {topic}: {e}"),
+        }
+    }
+}
+
+fn assign_from_start(consumer: &BaseConsumer, topic: &str) -> bool {
+    let Ok(metadata) = consumer.fetch_metadata(Some(topic), Duration::from_secs(5)) else {
+        return false;
+    };
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    if partitions.is_empty() {
+        return false;
+    }
+    let mut assignment = TopicPartitionList::new();
+    for p in partitions {
+        assignment
+            .add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    true
+}
+
+fn read_of(message: &rdkafka::message::BorrowedMessage<'_>) -> Read {
+    let mut headers = BTreeMap::new();
+    if let Some(list) = message.headers() {
+        for h in list.iter() {
+            headers.insert(
+                h.key.to_owned(),
+                h.value
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+                    .unwrap_or_default(),
+            );
+        }
+    }
+    Read {
+        partition: message.partition(),
+        offset: message.offset(),
+        key: message.key().unwrap_or_default().to_vec(),
+        value: message.payload().unwrap_or_default().to_vec(),
+        headers,
+    }
 }

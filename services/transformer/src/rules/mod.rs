@@ -7,7 +7,6 @@
 //! [`plan::TablePlan`]; a rule that does not fit a schema (an unknown column, a type it cannot
 //! handle) makes that table's events dead letters, naming the rule, until the rules are fixed.
 
-pub mod pattern;
 pub mod plan;
 pub mod values;
 
@@ -21,7 +20,7 @@ use cdc_service_kit::config::field_error;
 use serde::Deserialize;
 
 use crate::expr;
-use pattern::TablePattern;
+use cdc_model::TablePattern;
 use values::HmacKey;
 
 /// One rule as written in `[[rules]]`: a table pattern and exactly one action.

@@ -531,13 +531,13 @@ fn computed_value(computed: Computed, op: Operation, event: &ChangeEvent) -> Val
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::rules::pattern::TablePattern;
     use crate::rules::values::HmacKey;
     use crate::rules::{
         AddColumn, Convert, ConvertTo, Mask, MaskMethod, OnError, RenameColumn, Route, Rule,
         RuleSet,
     };
     use cdc_model::SourcePosition;
+    use cdc_model::TablePattern;
     use secrecy::SecretString;
 
     fn table() -> TableId {

@@ -6,23 +6,18 @@
 // Test support: panicking with a clear message is how a broken setup is reported.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
-use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cdc_model::Topics;
 use cdc_model::proto::{ChangeEvent, TableId, TableSchema};
 use cdc_test_harness::Stack;
 use cdc_test_harness::control::{self, ControlChannel};
-use cdc_test_harness::kafka::{EventProducer, TestTopics, client_config, service_config};
+use cdc_test_harness::kafka::{EventProducer, TestTopics, service_config};
+pub use cdc_test_harness::kafka::{Read, read_committed};
 use cdc_test_harness::ports::free_local_addr;
 use cdc_test_harness::process::ServiceProcess;
 use cdc_transformer::proto::transformer_client::TransformerClient;
-use prost::Message as _;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
-use rdkafka::message::Headers as _;
-use rdkafka::{Message, Offset, TopicPartitionList};
 
 pub use cdc_test_harness::events::*;
 
@@ -31,22 +26,6 @@ pub const CONTROL_TOKEN: &str = "transformer-test-control-token";
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// A 32-byte masking key for tests.
 pub const MASKING_KEY: &str = "test-masking-key-0123456789abcdef";
-
-/// One record read back from a topic.
-#[derive(Debug, Clone)]
-pub struct Read {
-    pub partition: i32,
-    pub offset: i64,
-    pub key: Vec<u8>,
-    pub value: Vec<u8>,
-    pub headers: BTreeMap<String, String>,
-}
-
-impl Read {
-    pub fn event(&self) -> ChangeEvent {
-        ChangeEvent::decode(self.value.as_slice()).expect("not a ChangeEvent")
-    }
-}
 
 /// Topics and a producer for one test.
 pub struct Fixture {
@@ -156,96 +135,19 @@ hmac_key = "env:CDC_TEST_MASKING_KEY"
         timeout: Duration,
         process: Option<&ServiceProcess>,
     ) -> Vec<Read> {
-        let consumer: BaseConsumer = client_config(&self.stack)
-            .set("group.id", format!("{}-reader", self.topics.prefix))
-            .set("isolation.level", "read_committed")
-            .set("enable.auto.commit", "false")
-            .create()
-            .unwrap();
-        let deadline = Instant::now() + timeout;
-        let mut assigned = false;
-        let mut records = Vec::new();
-        let mut settle: Option<Instant> = None;
-        loop {
-            if !assigned {
-                assigned = assign_from_start(&consumer, topic);
-                if !assigned {
-                    assert!(
-                        Instant::now() < deadline,
-                        "topic {topic} was not created within {timeout:?}\n{}",
-                        process.map(ServiceProcess::output).unwrap_or_default()
-                    );
-                    std::thread::sleep(Duration::from_millis(200));
-                    continue;
-                }
-            }
-            if records.len() >= count && settle.is_none() {
-                settle = Some(Instant::now() + Duration::from_secs(1));
-            }
-            if settle.is_some_and(|s| Instant::now() > s) {
-                return records;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{topic}: {} of {count} records within {timeout:?}\n{}",
-                records.len(),
-                process.map(ServiceProcess::output).unwrap_or_default()
-            );
-            match consumer.poll(Duration::from_millis(100)) {
-                Some(Ok(message)) => records.push(read_of(&message)),
-                Some(Err(KafkaError::PartitionEOF(_))) | None => {}
-                Some(Err(e)) => panic!("cannot read {topic}: {e}"),
-            }
-        }
+        read_committed(
+            &self.stack,
+            &format!("{}-reader", self.topics.prefix),
+            topic,
+            count,
+            timeout,
+            process,
+        )
     }
 
     /// A gRPC client of the transformer's own API, with the control token.
     pub async fn client(&self, process: &ServiceProcess) -> Client {
         TransformerClient::new(control::connect(process.grpc, CONTROL_TOKEN).await)
-    }
-}
-
-fn assign_from_start(consumer: &BaseConsumer, topic: &str) -> bool {
-    let Ok(metadata) = consumer.fetch_metadata(Some(topic), Duration::from_secs(5)) else {
-        return false;
-    };
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .filter(|t| t.error().is_none())
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
-    if partitions.is_empty() {
-        return false;
-    }
-    let mut assignment = TopicPartitionList::new();
-    for p in partitions {
-        assignment
-            .add_partition_offset(topic, p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&assignment).unwrap();
-    true
-}
-
-fn read_of(message: &rdkafka::message::BorrowedMessage<'_>) -> Read {
-    let mut headers = BTreeMap::new();
-    if let Some(list) = message.headers() {
-        for h in list.iter() {
-            headers.insert(
-                h.key.to_owned(),
-                h.value
-                    .map(|v| String::from_utf8_lossy(v).into_owned())
-                    .unwrap_or_default(),
-            );
-        }
-    }
-    Read {
-        partition: message.partition(),
-        offset: message.offset(),
-        key: message.key().unwrap_or_default().to_vec(),
-        value: message.payload().unwrap_or_default().to_vec(),
-        headers,
     }
 }
 

@@ -2,7 +2,7 @@
 //! character), compared without regard to case, as SQL Server's default collation compares
 //! names.
 
-use cdc_model::proto::TableId;
+use crate::proto::TableId;
 
 /// A compiled table pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]

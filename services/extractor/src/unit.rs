@@ -1,0 +1,1015 @@
+//! A work unit: the tables of one partition of the work topic, read by one loop with one
+//! transactional producer. Each pass reads every table's new changes (and its snapshot
+//! chunks), publishes the events and the tables' checkpoints, and commits them in one Kafka
+//! transaction. Any failure ends the unit; it starts again from the committed checkpoints, so
+//! nothing is lost and nothing is published twice.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, anyhow};
+use cdc_model::proto::{ChangeEvent, Operation, Row, Source, TableId, Value};
+use cdc_model::{Lsn, SourcePosition, Topics};
+use cdc_service_kit::ServiceState;
+use cdc_service_kit::topics::TopicCreator;
+use prost::Message as _;
+use rdkafka::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::OwnedHeaders;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+
+use crate::checkpoint;
+use crate::config::{ExtractorConfig, OnRetentionGap, SnapshotMode};
+use crate::discovery::{self, CaptureInstance, CapturedTable, Selection, table_name};
+use crate::metrics as m;
+use crate::proto::TableStatus;
+use crate::registry::{Registry, SnapshotRequest};
+use crate::source::{self, ChangeRow, Watermarks, end_of};
+use crate::sql::{Connector, SqlClient};
+use crate::table::{Snapshot, TableState, Window};
+
+/// What every work unit of the process shares.
+pub struct Shared {
+    /// The configuration.
+    pub config: Arc<ExtractorConfig>,
+    /// Opens SQL Server connections.
+    pub connector: Connector,
+    /// Topic names.
+    pub topics: Topics,
+    /// Creates topics on first use.
+    pub creator: Arc<TopicCreator>,
+    /// Kafka settings of the cluster.
+    pub client_config: ClientConfig,
+    /// Status and requests shared with the control API.
+    pub registry: Registry,
+    /// The service's state (pause).
+    pub state: ServiceState,
+}
+
+/// The work partition a table belongs to: a stable hash of its lower-cased name.
+pub fn work_partition(table: &TableId, partitions: i32) -> i32 {
+    let digest = Sha256::digest(table_name(table).to_lowercase().as_bytes());
+    let mut first = [0_u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    let partitions = u64::try_from(partitions.max(1)).unwrap_or(1);
+    i32::try_from(u64::from_be_bytes(first) % partitions).unwrap_or(0)
+}
+
+/// The transactional id of a work unit: stable, so that a new owner fences the old one.
+pub fn transactional_id(group_id: &str, partition: i32) -> String {
+    format!("{group_id}-work-{partition}")
+}
+
+type KafkaProducer = ThreadedProducer<DefaultProducerContext>;
+
+/// Runs the unit of work partition `partition` until `cancel` fires or it fails.
+pub async fn run(
+    shared: Arc<Shared>,
+    partition: i32,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut unit = Unit::start(Arc::clone(&shared), partition).await?;
+    let result = unit.run(&cancel).await;
+    unit.withdraw();
+    if unit.sink.in_transaction {
+        let producer = Arc::clone(&unit.sink.producer);
+        // Best effort: a fenced or broken producer cannot abort, and the broker aborts the
+        // transaction anyway when the next owner starts or the timeout passes.
+        let _ = tokio::task::spawn_blocking(move || {
+            producer.abort_transaction(Duration::from_secs(10))
+        })
+        .await;
+    }
+    result
+}
+
+struct Database {
+    client: SqlClient,
+    watermarks: Option<Watermarks>,
+}
+
+/// The producing side of a unit.
+struct Sink {
+    producer: Arc<KafkaProducer>,
+    topics: Topics,
+    creator: Arc<TopicCreator>,
+    server: String,
+    raw_partitions: i32,
+    published_schemas: HashSet<String>,
+    pending_schemas: Vec<String>,
+    ensured_topics: HashSet<String>,
+    in_transaction: bool,
+    events: usize,
+    headers: OwnedHeaders,
+}
+
+struct Unit {
+    shared: Arc<Shared>,
+    partition: i32,
+    databases: BTreeMap<String, Database>,
+    tables: Vec<TableState>,
+    sink: Sink,
+    discovered_at: Instant,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn now_micros() -> i64 {
+    now_ms() * 1_000
+}
+
+/// Runs a blocking Kafka call off the async threads.
+async fn blocking<T: Send + 'static>(
+    call: impl FnOnce() -> Result<T, KafkaError> + Send + 'static,
+) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(call)
+        .await
+        .map_err(|e| anyhow!("a Kafka call panicked: {e}"))?
+        .map_err(anyhow::Error::from)
+}
+
+impl Unit {
+    async fn start(shared: Arc<Shared>, partition: i32) -> anyhow::Result<Unit> {
+        let config = &shared.config;
+        let id = transactional_id(&config.work.group_id, partition);
+        let mut producer_config = shared.client_config.clone();
+        producer_config
+            .set("transactional.id", &id)
+            .set(
+                "transaction.timeout.ms",
+                config.work.transaction_timeout_ms.to_string(),
+            )
+            .set("linger.ms", "5")
+            .set("batch.num.messages", "10000")
+            .set("queue.buffering.max.kbytes", "262144");
+        for (key, value) in &config.work.producer_properties {
+            producer_config.set(key, value);
+        }
+        let producer: Arc<KafkaProducer> = Arc::new(
+            producer_config
+                .create()
+                .with_context(|| format!("cannot create the producer of work unit {partition}"))?,
+        );
+        // Fences the unit's previous owner and aborts whatever it left open, so that the
+        // checkpoints read next are final.
+        let fencing = Arc::clone(&producer);
+        blocking(move || fencing.init_transactions(Duration::from_secs(60)))
+            .await
+            .with_context(|| {
+                format!("work unit {partition}: cannot initialise transactions as {id}")
+            })?;
+
+        let mut databases = BTreeMap::new();
+        let mut captured = Vec::new();
+        for database in &config.source.databases {
+            let (db, tables) = open_database(&shared, database, partition).await?;
+            databases.insert(database.clone(), db);
+            captured.extend(tables);
+        }
+        let keys: Vec<Vec<u8>> = captured
+            .iter()
+            .map(|t| checkpoint::key(shared.connector.server_name(), &t.id))
+            .collect();
+        let reader_config = shared.client_config.clone();
+        let topic = shared.topics.extractor_offsets();
+        let wanted = keys.clone();
+        let stored = tokio::task::spawn_blocking(move || {
+            checkpoint::read_committed(&reader_config, &topic, &wanted)
+        })
+        .await
+        .map_err(|e| anyhow!("reading checkpoints panicked: {e}"))?
+        .map_err(|e| anyhow!("work unit {partition}: {e}"))?;
+
+        let mut sink = Sink {
+            producer,
+            topics: shared.topics.clone(),
+            creator: Arc::clone(&shared.creator),
+            server: shared.connector.server_name().to_owned(),
+            raw_partitions: config.work.raw_topic_partitions,
+            published_schemas: HashSet::new(),
+            pending_schemas: Vec::new(),
+            ensured_topics: HashSet::new(),
+            in_transaction: false,
+            events: 0,
+            headers: OwnedHeaders::new(),
+        };
+        sink.ensure(&shared.topics.schemas(), 1, true).await?;
+        let mut unit = Unit {
+            shared,
+            partition,
+            databases,
+            tables: Vec::new(),
+            sink,
+            discovered_at: Instant::now(),
+        };
+        for (table, key) in captured.into_iter().zip(keys) {
+            let state = unit.new_table(table, key.clone(), stored.get(&key)).await?;
+            unit.tables.push(state);
+        }
+        tracing::info!(
+            work_partition = partition,
+            tables = unit.tables.len(),
+            "work unit started"
+        );
+        unit.publish_status();
+        Ok(unit)
+    }
+
+    /// The state of a table, from its checkpoint or, without one, new at the current end of
+    /// the change stream (with an initial snapshot when configured).
+    async fn new_table(
+        &mut self,
+        captured: CapturedTable,
+        checkpoint_key: Vec<u8>,
+        stored: Option<&crate::proto::TableCheckpoint>,
+    ) -> anyhow::Result<TableState> {
+        let name = table_name(&captured.id);
+        let mut state = TableState {
+            instance: captured
+                .newest()
+                .map(|i| i.name.clone())
+                .unwrap_or_default(),
+            captured,
+            name: name.clone(),
+            checkpoint_key,
+            resume_after: end_of(Lsn::ZERO),
+            snapshot: None,
+            failed: None,
+            dirty: false,
+            stored: end_of(Lsn::ZERO),
+            stored_at: Instant::now(),
+            last_commit_micros: None,
+            caught_up: false,
+        };
+        match stored {
+            Some(checkpoint) => {
+                let position = checkpoint
+                    .resume_after
+                    .as_ref()
+                    .ok_or_else(|| anyhow!("the checkpoint of {name} has no position"))?;
+                state.resume_after = SourcePosition::from_proto(position)
+                    .with_context(|| format!("the checkpoint of {name} is damaged"))?;
+                state.stored = state.resume_after;
+                state.instance = checkpoint.capture_instance.clone();
+                state.snapshot = checkpoint.snapshot.clone().map(Snapshot::resume);
+                tracing::info!(table = %name, position = %state.resume_after, instance = %state.instance, snapshot = state.snapshot.is_some(), "resuming table");
+            }
+            None => {
+                let database = &state.captured.id.database;
+                let db = self
+                    .databases
+                    .get_mut(database)
+                    .ok_or_else(|| anyhow!("no connection to {database}"))?;
+                let max = source::max_lsn(&mut db.client).await?.unwrap_or(Lsn::ZERO);
+                state.resume_after = end_of(max);
+                state.dirty = true;
+                if self.shared.config.snapshot.mode == SnapshotMode::Initial {
+                    state.snapshot = Some(Snapshot::start(&SnapshotRequest {
+                        after_key: None,
+                        up_to_key: None,
+                    }));
+                }
+                tracing::info!(table = %name, position = %state.resume_after, snapshot = state.snapshot.is_some(), "new table");
+            }
+        }
+        Ok(state)
+    }
+
+    async fn run(&mut self, cancel: &CancellationToken) -> anyhow::Result<()> {
+        let poll = Duration::from_millis(self.shared.config.stream.poll_interval_ms);
+        loop {
+            if cancel.is_cancelled() {
+                return Ok(());
+            }
+            if self.shared.state.pause_state().paused {
+                tokio::select! {
+                    _ = cancel.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(poll) => continue,
+                }
+            }
+            if self.discovered_at.elapsed()
+                >= Duration::from_millis(self.shared.config.stream.discovery_interval_ms)
+            {
+                self.rediscover().await?;
+            }
+            let busy = self.pass().await?;
+            self.publish_status();
+            if !busy {
+                tokio::select! {
+                    _ = cancel.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(poll) => {}
+                }
+            }
+        }
+    }
+
+    /// One pass over every table; returns whether there was more to do right away.
+    async fn pass(&mut self) -> anyhow::Result<bool> {
+        let span = tracing::info_span!(
+            "extractor.batch",
+            work_partition = self.partition,
+            events = tracing::field::Empty
+        );
+        self.sink.headers = cdc_service_kit::trace_context::inject(&span, OwnedHeaders::new());
+        let mut max_lsns = HashMap::new();
+        for (name, db) in &mut self.databases {
+            max_lsns.insert(name.clone(), source::max_lsn(&mut db.client).await?);
+        }
+        let mut busy = false;
+        for index in 0..self.tables.len() {
+            let name = self.tables[index].name.clone();
+            if let Some(request) = self.shared.registry.take_request(&name) {
+                self.start_snapshot(index, &request).await?;
+            }
+            if self.tables[index].failed.is_some() {
+                continue;
+            }
+            let database = self.tables[index].id().database.clone();
+            let Some(Some(to)) = max_lsns.get(&database).copied() else {
+                continue;
+            };
+            busy |= self.step(index, to).await?;
+            if self.sink.events >= self.shared.config.stream.max_batch_events {
+                busy = true;
+                break;
+            }
+        }
+        self.write_checkpoints().await?;
+        let events = self.sink.events;
+        span.record("events", events);
+        if self.sink.in_transaction {
+            let started = Instant::now();
+            let producer = Arc::clone(&self.sink.producer);
+            blocking(move || producer.commit_transaction(Duration::from_secs(60)))
+                .await
+                .context("cannot commit the Kafka transaction")?;
+            self.sink.in_transaction = false;
+            self.sink
+                .published_schemas
+                .extend(self.sink.pending_schemas.drain(..));
+            metrics::histogram!(m::COMMIT_DURATION).record(started.elapsed().as_secs_f64());
+            metrics::histogram!(m::BATCH_EVENTS).record(events as f64);
+            metrics::counter!(m::TRANSACTIONS).increment(1);
+            let now = Instant::now();
+            for table in &mut self.tables {
+                if table.dirty {
+                    table.dirty = false;
+                    table.stored = table.resume_after;
+                    table.stored_at = now;
+                }
+            }
+        }
+        self.sink.events = 0;
+        Ok(busy)
+    }
+
+    /// Reads one table: its new changes, then its snapshot. Returns whether it has more to
+    /// read right away.
+    async fn step(&mut self, index: usize, to: Lsn) -> anyhow::Result<bool> {
+        let config = Arc::clone(&self.shared.config);
+        let table = &mut self.tables[index];
+        let Some(db) = self.databases.get_mut(&table.captured.id.database) else {
+            return Ok(false);
+        };
+        let Some(current) = table.current().cloned() else {
+            return match switch_after_drop(table) {
+                Ok(()) => Ok(true),
+                Err(reason) => {
+                    fail(table, reason);
+                    Ok(false)
+                }
+            };
+        };
+        let next = table.next_instance().cloned();
+        let mut upper = to;
+        if let Some(next) = &next
+            && let Some(before) = next.start_lsn.decrement()
+        {
+            upper = upper.min(before);
+        }
+
+        let mut more = false;
+        if end_of(upper) > table.resume_after {
+            let started = Instant::now();
+            let rows = source::changes(
+                &mut db.client,
+                &table.captured.id,
+                &current,
+                &table.resume_after,
+                upper,
+                config.stream.page_rows,
+            )
+            .await?;
+            metrics::histogram!(m::POLL_DURATION).record(started.elapsed().as_secs_f64());
+            // A gap is only certain once the read is done: cleanup may have run meanwhile.
+            let min = source::min_lsn(&mut db.client, &current.name).await?;
+            if min > table.resume_after.commit_lsn && min != current.start_lsn && min != Lsn::ZERO {
+                return self.retention_gap(index, min).await;
+            }
+            let full = rows.len() >= config.stream.page_rows;
+            let consumed = publish_changes(&mut self.sink, table, &current, &rows).await?;
+            if !full && consumed == rows.len() {
+                table.resume_after = table.resume_after.max(end_of(upper));
+                table.caught_up = true;
+            } else {
+                table.caught_up = false;
+                more = true;
+            }
+        } else {
+            table.caught_up = true;
+        }
+
+        if let Some(next) = next
+            && to >= next.start_lsn
+            && next
+                .start_lsn
+                .decrement()
+                .is_none_or(|b| table.resume_after >= end_of(b))
+        {
+            tracing::info!(table = %table.name, from = %table.instance, to = %next.name, start_lsn = %next.start_lsn, "switching to the new capture instance");
+            table.instance = next.name.clone();
+            table.dirty = true;
+            if let Some(snapshot) = &mut table.snapshot {
+                snapshot.reread();
+            }
+            more = true;
+        }
+
+        if table.snapshot.is_some() {
+            more |= advance_snapshot(&mut self.sink, db, table, &config).await?;
+        }
+        if table.resume_after > table.stored
+            && table.stored_at.elapsed()
+                >= Duration::from_millis(config.stream.heartbeat_interval_ms)
+        {
+            table.dirty = true;
+        }
+        Ok(more)
+    }
+
+    async fn retention_gap(&mut self, index: usize, min: Lsn) -> anyhow::Result<bool> {
+        let policy = self.shared.config.stream.on_retention_gap;
+        let table = &mut self.tables[index];
+        metrics::counter!(m::ERRORS, "kind" => "retention_gap").increment(1);
+        let lost = format!(
+            "changes of {} after LSN {} up to {} were removed by CDC cleanup before they were read",
+            table.name, table.resume_after.commit_lsn, min
+        );
+        match policy {
+            OnRetentionGap::Fail => {
+                fail(
+                    table,
+                    format!(
+                        "{lost}; snapshot the table again (Extractor/StartSnapshot) or set \
+                         stream.on_retention_gap = \"resnapshot\""
+                    ),
+                );
+                Ok(false)
+            }
+            OnRetentionGap::Resnapshot => {
+                tracing::warn!(table = %table.name, "{lost}; snapshotting the table again");
+                restart_from(table, min);
+                Ok(true)
+            }
+        }
+    }
+
+    async fn start_snapshot(
+        &mut self,
+        index: usize,
+        request: &SnapshotRequest,
+    ) -> anyhow::Result<()> {
+        let table = &mut self.tables[index];
+        if table.failed.take().is_some() {
+            // A failed table (a retention gap) restarts from the oldest change still held.
+            let Some(db) = self.databases.get_mut(&table.captured.id.database) else {
+                return Ok(());
+            };
+            let min = source::min_lsn(&mut db.client, &table.instance).await?;
+            if min > table.resume_after.commit_lsn {
+                table.resume_after = min.decrement().map_or(end_of(Lsn::ZERO), end_of);
+            }
+        }
+        tracing::info!(table = %table.name, "snapshot requested");
+        table.snapshot = Some(Snapshot::start(request));
+        table.dirty = true;
+        Ok(())
+    }
+
+    async fn rediscover(&mut self) -> anyhow::Result<()> {
+        self.discovered_at = Instant::now();
+        let mut found = Vec::new();
+        for (database, db) in &mut self.databases {
+            found.extend(
+                discover_unit_tables(&self.shared, &mut db.client, database, self.partition)
+                    .await?,
+            );
+        }
+        for captured in found {
+            match self
+                .tables
+                .iter_mut()
+                .find(|t| t.captured.id == captured.id)
+            {
+                Some(table) => {
+                    if table.captured.instances.len() != captured.instances.len()
+                        || table
+                            .captured
+                            .instances
+                            .iter()
+                            .zip(&captured.instances)
+                            .any(|(a, b)| a.name != b.name)
+                    {
+                        tracing::info!(table = %table.name, instances = ?captured.instances.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(), "capture instances changed");
+                    }
+                    table.captured = captured;
+                }
+                None => {
+                    let key = checkpoint::key(self.shared.connector.server_name(), &captured.id);
+                    let state = self.new_table(captured, key, None).await?;
+                    self.tables.push(state);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn write_checkpoints(&mut self) -> anyhow::Result<()> {
+        let topic = self.shared.topics.extractor_offsets();
+        let written_at = now_ms();
+        for table in &self.tables {
+            if !table.dirty {
+                continue;
+            }
+            let payload = table.checkpoint(written_at).encode_to_vec();
+            self.sink.begin().await?;
+            self.sink.ensure(&topic, 1, true).await?;
+            self.sink
+                .send(&topic, &table.checkpoint_key, &payload, None)
+                .await
+                .with_context(|| format!("cannot write the checkpoint of {}", table.name))?;
+        }
+        Ok(())
+    }
+
+    fn publish_status(&self) {
+        let now = now_micros();
+        for table in &self.tables {
+            let snapshot = table.snapshot.as_ref().map(|s| &s.progress);
+            let lag = match (table.caught_up, table.last_commit_micros) {
+                (false, Some(commit)) => (now - commit).max(0) as f64 / 1e6,
+                _ => 0.0,
+            };
+            metrics::gauge!(m::LAG, "table" => table.name.clone()).set(lag);
+            if let Some(progress) = snapshot {
+                metrics::gauge!(m::SNAPSHOT_ROWS_DONE, "table" => table.name.clone())
+                    .set(progress.rows_done as f64);
+                metrics::gauge!(m::SNAPSHOT_ROWS_ESTIMATED, "table" => table.name.clone())
+                    .set(progress.rows_estimated as f64);
+            }
+            let detail = match (&table.failed, &table.snapshot) {
+                (Some(reason), _) => reason.clone(),
+                (None, Some(s)) if !s.windows.is_empty() => format!(
+                    "{} snapshot rows read, waiting for their watermark",
+                    s.pending_rows()
+                ),
+                _ => String::new(),
+            };
+            self.shared.registry.publish(
+                &table.name,
+                TableStatus {
+                    table: Some(table.id().clone()),
+                    capture_instance: table.instance.clone(),
+                    phase: table.phase() as i32,
+                    position: table.resume_after.to_string(),
+                    lag_seconds: lag,
+                    snapshot_rows_done: snapshot.map_or(0, |p| p.rows_done),
+                    snapshot_rows_estimated: snapshot.map_or(0, |p| p.rows_estimated),
+                    detail,
+                    work_partition: self.partition,
+                },
+            );
+        }
+    }
+
+    fn withdraw(&self) {
+        let names: Vec<String> = self.tables.iter().map(|t| t.name.clone()).collect();
+        self.shared.registry.withdraw(&names);
+    }
+}
+
+fn fail(table: &mut TableState, reason: String) {
+    tracing::error!(table = %table.name, %reason, "table stopped");
+    table.failed = Some(reason);
+}
+
+/// Continues a table whose stream lost history: from the oldest change still held, with a
+/// snapshot of the whole table.
+fn restart_from(table: &mut TableState, min: Lsn) {
+    table.resume_after = min.decrement().map_or(end_of(Lsn::ZERO), end_of);
+    table.snapshot = Some(Snapshot::start(&SnapshotRequest {
+        after_key: None,
+        up_to_key: None,
+    }));
+    table.dirty = true;
+}
+
+/// The capture instance being read was disabled: go on with the next one when nothing
+/// between them was lost.
+fn switch_after_drop(table: &mut TableState) -> Result<(), String> {
+    let resume = table.resume_after;
+    let next = table
+        .captured
+        .instances
+        .iter()
+        .find(|i| i.start_lsn.decrement().is_none_or(|b| resume >= end_of(b)));
+    match next {
+        Some(next) => {
+            tracing::warn!(table = %table.name, from = %table.instance, to = %next.name, "capture instance dropped; going on with the next one");
+            table.instance = next.name.clone();
+            table.dirty = true;
+            Ok(())
+        }
+        None => Err(format!(
+            "capture instance {} was disabled before its changes after {} were read, and no \
+             instance starts early enough to continue; snapshot the table again",
+            table.instance, resume
+        )),
+    }
+}
+
+async fn open_database(
+    shared: &Shared,
+    database: &str,
+    partition: i32,
+) -> anyhow::Result<(Database, Vec<CapturedTable>)> {
+    let mut client = shared.connector.connect(database).await?;
+    let config = &shared.config;
+    let tables = discover_unit_tables(shared, &mut client, database, partition).await?;
+    let watermarks = match (config.snapshot.watermark_parts(), tables.is_empty()) {
+        (Some(parts), false) => Some(
+            Watermarks::prepare(
+                &mut client,
+                database,
+                parts,
+                config.snapshot.create_watermark_table,
+            )
+            .await?,
+        ),
+        _ => None,
+    };
+    Ok((Database { client, watermarks }, tables))
+}
+
+async fn discover_unit_tables(
+    shared: &Shared,
+    client: &mut SqlClient,
+    database: &str,
+    partition: i32,
+) -> anyhow::Result<Vec<CapturedTable>> {
+    let config = &shared.config;
+    let watermark = config.snapshot.watermark_parts().unwrap_or(("", ""));
+    let selection = Selection {
+        tables: &config.tables,
+        watermark,
+    };
+    let tables = discovery::discover(client, database, &selection).await?;
+    Ok(tables
+        .into_iter()
+        .filter(|t| work_partition(&t.id, config.work.partitions) == partition)
+        .collect())
+}
+
+/// Publishes the events of `rows`; returns how many rows were consumed (an update's before
+/// image at the very end of a page waits for the next page, which brings its after image).
+async fn publish_changes(
+    sink: &mut Sink,
+    table: &mut TableState,
+    instance: &CaptureInstance,
+    rows: &[ChangeRow],
+) -> anyhow::Result<usize> {
+    let mut index = 0;
+    while index < rows.len() {
+        let row = &rows[index];
+        let (operation, before, after, position, used) = match row.position.operation {
+            1 => (Operation::Delete, Some(&row.values), None, row.position, 1),
+            2 => (Operation::Insert, None, Some(&row.values), row.position, 1),
+            3 => match rows.get(index + 1) {
+                Some(next)
+                    if next.position.operation == 4
+                        && next.position.commit_lsn == row.position.commit_lsn
+                        && next.position.seqval == row.position.seqval =>
+                {
+                    (
+                        Operation::Update,
+                        Some(&row.values),
+                        Some(&next.values),
+                        next.position,
+                        2,
+                    )
+                }
+                Some(_) => {
+                    return Err(anyhow!(
+                        "{}: the before image of an update at {} is not followed by its after image",
+                        table.name,
+                        row.position
+                    ));
+                }
+                None => break,
+            },
+            other => {
+                return Err(anyhow!(
+                    "{}: unexpected __$operation {other} at {}",
+                    table.name,
+                    row.position
+                ));
+            }
+        };
+        let image = after.or(before).map(Vec::as_slice).unwrap_or_default();
+        let key: Vec<Value> = instance
+            .key_indexes
+            .iter()
+            .map(|&i| image[i].clone())
+            .collect();
+        let key_bytes = cdc_model::key::encode(&table.captured.id, &key)?;
+        if let Some(snapshot) = &mut table.snapshot {
+            snapshot.forget(&key_bytes);
+            if let Some(before) = before {
+                let old_key: Vec<Value> = instance
+                    .key_indexes
+                    .iter()
+                    .map(|&i| before[i].clone())
+                    .collect();
+                snapshot.forget(&cdc_model::key::encode(&table.captured.id, &old_key)?);
+            }
+        }
+        let event = ChangeEvent {
+            source: Some(Source {
+                server: sink.server.clone(),
+                table: Some(table.captured.id.clone()),
+                capture_instance: instance.name.clone(),
+            }),
+            position: Some(position.to_proto()),
+            op: operation as i32,
+            key,
+            before: before.map(|v| Row { values: v.clone() }),
+            after: after.map(|v| Row { values: v.clone() }),
+            schema_id: instance.schema_id.clone(),
+            commit_time_micros: row.commit_time_micros.unwrap_or(0),
+        };
+        sink.emit(&table.name, instance, &key_bytes, &event).await?;
+        table.resume_after = position;
+        table.dirty = true;
+        if row.commit_time_micros.is_some() {
+            table.last_commit_micros = row.commit_time_micros;
+        }
+        index += used;
+    }
+    Ok(index)
+}
+
+/// Moves a table's snapshot on: publishes the chunks whose watermark the stream has passed,
+/// finds the commit LSNs of new watermarks, and reads ahead. Returns whether there is more
+/// to do right away.
+async fn advance_snapshot(
+    sink: &mut Sink,
+    db: &mut Database,
+    table: &mut TableState,
+    config: &ExtractorConfig,
+) -> anyhow::Result<bool> {
+    let Some(instance) = table.current().cloned() else {
+        return Ok(false);
+    };
+    let Some(watermarks) = db.watermarks.clone() else {
+        return Err(anyhow!(
+            "{}: no watermark table to snapshot with",
+            table.name
+        ));
+    };
+    let Some(snapshot) = table.snapshot.as_mut() else {
+        return Ok(false);
+    };
+    // Publish what the stream has passed.
+    while let Some(window) = snapshot.windows.front() {
+        let Some(high) = window.high else { break };
+        if table.resume_after < end_of(high) {
+            break;
+        }
+        let Some(window) = snapshot.windows.pop_front() else {
+            break;
+        };
+        let position = SourcePosition::snapshot(high);
+        for (key, values) in window.rows.into_iter().flatten() {
+            let key_bytes = cdc_model::key::encode(&table.captured.id, &key)?;
+            let event = ChangeEvent {
+                source: Some(Source {
+                    server: sink.server.clone(),
+                    table: Some(table.captured.id.clone()),
+                    capture_instance: instance.name.clone(),
+                }),
+                position: Some(position.to_proto()),
+                op: Operation::Read as i32,
+                key,
+                before: None,
+                after: Some(Row { values }),
+                schema_id: instance.schema_id.clone(),
+                commit_time_micros: 0,
+            };
+            sink.emit(&table.name, &instance, &key_bytes, &event)
+                .await?;
+            snapshot.progress.rows_done += 1;
+        }
+        snapshot.progress.last_key = window.last_key;
+        table.dirty = true;
+        if window.last {
+            tracing::info!(table = %table.name, rows = snapshot.progress.rows_done, "snapshot done");
+            metrics::gauge!(m::SNAPSHOT_ROWS_DONE, "table" => table.name.clone())
+                .set(snapshot.progress.rows_done as f64);
+            table.snapshot = None;
+            return Ok(true);
+        }
+    }
+    // Watermarks the capture job has read by now.
+    for window in snapshot.windows.iter_mut() {
+        if window.high.is_some() {
+            continue;
+        }
+        match watermarks.find(&mut db.client, window.token).await? {
+            Some(lsn) => window.high = Some(lsn),
+            None => break,
+        }
+    }
+    if !snapshot.counted {
+        snapshot.progress.rows_estimated =
+            source::count(&mut db.client, &table.captured.id).await?;
+        snapshot.counted = true;
+    }
+    // Read ahead, within the memory bound.
+    let mut read = false;
+    while !snapshot.exhausted
+        && snapshot.pending_rows() + config.snapshot.chunk_rows
+            <= config
+                .snapshot
+                .max_pending_rows
+                .max(config.snapshot.chunk_rows)
+    {
+        let up_to = (!snapshot.progress.up_to_key.is_empty())
+            .then_some(snapshot.progress.up_to_key.as_slice());
+        let rows = source::chunk(
+            &mut db.client,
+            &table.captured.id,
+            &instance,
+            snapshot.read_key.as_deref(),
+            up_to,
+            config.snapshot.chunk_rows,
+        )
+        .await?;
+        let last = rows.len() < config.snapshot.chunk_rows;
+        snapshot.exhausted = last;
+        if rows.is_empty() {
+            match snapshot.windows.back_mut() {
+                Some(window) => window.last = true,
+                None => {
+                    tracing::info!(table = %table.name, rows = snapshot.progress.rows_done, "snapshot done");
+                    table.snapshot = None;
+                    table.dirty = true;
+                    return Ok(true);
+                }
+            }
+            break;
+        }
+        let token = watermarks.write(&mut db.client, &table.captured.id).await?;
+        let mut window = Window {
+            token,
+            high: None,
+            rows: Vec::with_capacity(rows.len()),
+            index: HashMap::with_capacity(rows.len()),
+            last_key: Vec::new(),
+            last,
+        };
+        for values in rows {
+            let key: Vec<Value> = instance
+                .key_indexes
+                .iter()
+                .map(|&i| values[i].clone())
+                .collect();
+            window.index.insert(
+                cdc_model::key::encode(&table.captured.id, &key)?,
+                window.rows.len(),
+            );
+            window.last_key.clone_from(&key);
+            window.rows.push(Some((key, values)));
+        }
+        snapshot.read_key = Some(window.last_key.clone());
+        snapshot.windows.push_back(window);
+        read = true;
+    }
+    Ok(read || snapshot.windows.front().is_some_and(|w| w.high.is_some()))
+}
+
+impl Sink {
+    async fn begin(&mut self) -> anyhow::Result<()> {
+        if !self.in_transaction {
+            let producer = Arc::clone(&self.producer);
+            blocking(move || producer.begin_transaction())
+                .await
+                .context("cannot begin a Kafka transaction")?;
+            self.in_transaction = true;
+        }
+        Ok(())
+    }
+
+    async fn ensure(
+        &mut self,
+        topic: &str,
+        partitions: i32,
+        compacted: bool,
+    ) -> anyhow::Result<()> {
+        if self.ensured_topics.contains(topic) {
+            return Ok(());
+        }
+        let creator = Arc::clone(&self.creator);
+        let name = topic.to_owned();
+        tokio::task::spawn_blocking(move || {
+            creator.ensure_partitions(&name, partitions, compacted)
+        })
+        .await
+        .map_err(|e| anyhow!("creating a topic panicked: {e}"))?
+        .map_err(|e| anyhow!(e))?;
+        self.ensured_topics.insert(topic.to_owned());
+        Ok(())
+    }
+
+    /// Sends one event, its schema first when this unit has not published it yet.
+    async fn emit(
+        &mut self,
+        table: &str,
+        instance: &CaptureInstance,
+        key: &[u8],
+        event: &ChangeEvent,
+    ) -> anyhow::Result<()> {
+        self.begin().await?;
+        let id = &instance.schema_id;
+        if !self.published_schemas.contains(id) && !self.pending_schemas.contains(id) {
+            let topic = self.topics.schemas();
+            let value = instance.schema.encode_to_vec();
+            self.send(&topic, id.as_bytes(), &value, None)
+                .await
+                .with_context(|| format!("cannot publish schema {id} of {table}"))?;
+            self.pending_schemas.push(id.clone());
+        }
+        let table_id = event
+            .source
+            .as_ref()
+            .and_then(|s| s.table.as_ref())
+            .ok_or_else(|| anyhow!("an event without its table"))?;
+        let topic = self.topics.raw(table_id)?;
+        self.ensure(&topic, self.raw_partitions, false).await?;
+        let payload = event.encode_to_vec();
+        let headers = self.headers.clone();
+        self.send(&topic, key, &payload, Some(headers))
+            .await
+            .with_context(|| format!("cannot send an event of {table} to {topic}"))?;
+        self.events += 1;
+        let operation = match event.op() {
+            Operation::Insert => "insert",
+            Operation::Update => "update",
+            Operation::Delete => "delete",
+            Operation::Read => "read",
+            Operation::Unspecified => "unspecified",
+        };
+        metrics::counter!(m::EVENTS, "table" => table.to_owned(), "op" => operation).increment(1);
+        metrics::counter!(m::BYTES, "table" => table.to_owned()).increment(payload.len() as u64);
+        Ok(())
+    }
+
+    /// Sends one record into the open transaction, waiting while the local queue is full.
+    async fn send(
+        &self,
+        topic: &str,
+        key: &[u8],
+        payload: &[u8],
+        headers: Option<OwnedHeaders>,
+    ) -> Result<(), KafkaError> {
+        let mut record: BaseRecord<'_, [u8], [u8]> =
+            BaseRecord::to(topic).key(key).payload(payload);
+        record.headers = headers;
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                Err((e, _)) => return Err(e),
+            }
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! What SQL Server's changes become: snapshot reads, then inserts, updates, deletes,
+//! primary-key updates, rolled-back and multi-table transactions, each with its images, in
+//! order per key, and the schema published before its first event.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use cdc_model::proto::value::Kind;
+use cdc_model::proto::{ChangeEvent, Operation, TableSchema};
+use prost::Message as _;
+use support::{Fixture, by_key, int, run};
+
+fn ops(events: &[ChangeEvent]) -> Vec<Operation> {
+    events.iter().map(ChangeEvent::op).collect()
+}
+
+fn text_at(values: &[cdc_model::proto::Value], index: usize) -> String {
+    match &values[index].kind {
+        Some(Kind::Text(text)) => text.clone(),
+        other => panic!("not text: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_become_ordered_events_with_their_images() {
+    let mut fixture = Fixture::new().await;
+    let orders = fixture
+        .captured_table(
+            "orders",
+            "id int NOT NULL PRIMARY KEY, customer nvarchar(40) NOT NULL, total decimal(12,2) NULL",
+        )
+        .await;
+    let notes = fixture
+        .captured_table(
+            "notes",
+            "id bigint NOT NULL PRIMARY KEY, body nvarchar(max) NULL",
+        )
+        .await;
+    let mut sql = fixture.sql().await;
+    run(
+        &mut sql,
+        "INSERT INTO orders VALUES (1, N'ada', 10.00), (2, N'bob', 20.00), (3, N'cy', NULL)",
+    )
+    .await;
+
+    let process = fixture.start(&fixture.settings(""));
+    let snapshot = fixture.read(&orders, 3, Some(&process));
+    assert_eq!(
+        ops(&snapshot),
+        vec![Operation::Read; 3],
+        "{}",
+        process.output()
+    );
+    let keys: Vec<_> = snapshot.iter().map(|e| e.key.clone()).collect();
+    assert_eq!(
+        keys,
+        vec![vec![int(1)], vec![int(2)], vec![int(3)]],
+        "key order"
+    );
+
+    run(&mut sql, "INSERT INTO orders VALUES (4, N'dee', 40.00)").await;
+    run(&mut sql, "UPDATE orders SET total = 12.50 WHERE id = 1").await;
+    run(&mut sql, "DELETE FROM orders WHERE id = 2").await;
+    run(&mut sql, "UPDATE orders SET id = 30 WHERE id = 3").await;
+    run(
+        &mut sql,
+        "BEGIN TRAN; INSERT INTO orders VALUES (99, N'ghost', 1.00); ROLLBACK",
+    )
+    .await;
+    run(
+        &mut sql,
+        "BEGIN TRAN; UPDATE orders SET customer = N'ada2' WHERE id = 1; \
+         INSERT INTO notes VALUES (7, N'first'); UPDATE orders SET customer = N'ada3' WHERE id = 1; \
+         COMMIT",
+    )
+    .await;
+
+    // 3 reads + insert 4, update 1, delete 2, delete 3 + insert 30, two updates of 1.
+    let events = fixture.read(&orders, 10, Some(&process));
+    assert_eq!(
+        events.len(),
+        10,
+        "exactly these events, nothing for the rolled-back insert: {events:#?}"
+    );
+    let per_key = by_key(&events);
+    let key = |id: i64| cdc_model::key::encode(&orders, &[int(id)]).unwrap();
+    assert_eq!(
+        ops(&per_key[&key(1)]),
+        vec![
+            Operation::Read,
+            Operation::Update,
+            Operation::Update,
+            Operation::Update
+        ]
+    );
+    let updates = &per_key[&key(1)][1..];
+    assert_eq!(
+        text_at(&updates[1].before.as_ref().unwrap().values, 1),
+        "ada"
+    );
+    assert_eq!(
+        text_at(&updates[1].after.as_ref().unwrap().values, 1),
+        "ada2"
+    );
+    assert_eq!(
+        text_at(&updates[2].before.as_ref().unwrap().values, 1),
+        "ada2"
+    );
+    assert_eq!(
+        text_at(&updates[2].after.as_ref().unwrap().values, 1),
+        "ada3"
+    );
+    assert!(
+        updates[1].position.as_ref().unwrap().commit_lsn
+            == updates[2].position.as_ref().unwrap().commit_lsn
+            && updates[1].position.as_ref().unwrap().command_id
+                < updates[2].position.as_ref().unwrap().command_id,
+        "two statements of one transaction share its commit LSN, in statement order"
+    );
+    assert_eq!(
+        ops(&per_key[&key(2)]),
+        vec![Operation::Read, Operation::Delete]
+    );
+    assert!(per_key[&key(2)][1].after.is_none());
+    assert_eq!(
+        text_at(&per_key[&key(2)][1].before.as_ref().unwrap().values, 1),
+        "bob"
+    );
+    assert_eq!(
+        ops(&per_key[&key(3)]),
+        vec![Operation::Read, Operation::Delete],
+        "a key update deletes the old key"
+    );
+    assert_eq!(
+        ops(&per_key[&key(30)]),
+        vec![Operation::Insert],
+        "…and inserts the new one"
+    );
+    assert_eq!(ops(&per_key[&key(4)]), vec![Operation::Insert]);
+    assert!(
+        !per_key.contains_key(&key(99)),
+        "rolled-back work is never published"
+    );
+    for events in per_key.values() {
+        let positions: Vec<_> = events
+            .iter()
+            .map(|e| cdc_model::SourcePosition::from_proto(e.position.as_ref().unwrap()).unwrap())
+            .collect();
+        assert!(
+            positions.windows(2).all(|w| w[0] < w[1]),
+            "per key, positions only grow: {positions:?}"
+        );
+    }
+
+    let notes_events = fixture.read(&notes, 1, Some(&process));
+    assert_eq!(ops(&notes_events), vec![Operation::Insert]);
+    assert_eq!(
+        notes_events[0].position.as_ref().unwrap().commit_lsn,
+        updates[1].position.as_ref().unwrap().commit_lsn,
+        "one transaction over two tables keeps one commit LSN"
+    );
+
+    // The schema of every event was published, and describes the table.
+    let schemas = support::read_committed(
+        &fixture.stack,
+        &format!("{}-schemas", fixture.topics.prefix),
+        &fixture.names.schemas(),
+        2,
+        std::time::Duration::from_secs(30),
+        Some(&process),
+    );
+    let schema = schemas
+        .iter()
+        .map(|r| TableSchema::decode(r.value.as_slice()).unwrap())
+        .find(|s| s.table.as_ref() == Some(&orders))
+        .expect("the orders schema");
+    assert_eq!(cdc_model::schema::fingerprint(&schema), events[0].schema_id);
+    assert_eq!(schema.key_columns, vec!["id".to_owned()]);
+    let columns: Vec<_> = schema.columns.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(columns, vec!["id", "customer", "total"]);
+}

@@ -1,0 +1,261 @@
+//! An extractor on the real local stack, reading the SQL Server simulator: per-test topics,
+//! a simulator with a fast capture job, the binary run as a process, the raw topics read back
+//! with read_committed (as the transformer reads them).
+#![allow(dead_code)]
+// each test binary uses a different part of this module
+// Test support: panicking with a clear message is how a broken setup is reported.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use cdc_extractor::proto::extractor_client::ExtractorClient;
+use cdc_model::Topics;
+use cdc_model::proto::value::Kind;
+use cdc_model::proto::{ChangeEvent, TableId, Value};
+use cdc_test_harness::Stack;
+use cdc_test_harness::control::{self, ControlChannel};
+use cdc_test_harness::kafka::TestTopics;
+use cdc_test_harness::ports::free_local_addr;
+use cdc_test_harness::process::ServiceProcess;
+use mssql_sim::{Simulator, SimulatorConfig};
+use tiberius::{AuthMethod, Client, Config, EncryptionLevel};
+use tokio::net::TcpStream;
+use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
+
+pub use cdc_test_harness::kafka::{Read, read_committed};
+#[allow(unused_imports)] // not every test binary waits
+pub use cdc_test_harness::process::eventually;
+
+pub const BINARY: &str = env!("CARGO_BIN_EXE_cdc-extractor");
+pub const CONTROL_TOKEN: &str = "extractor-test-control-token";
+pub const SA_PASSWORD: &str = "Sim-Pa55word!";
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A tiberius client.
+pub type SqlClient = Client<Compat<TcpStream>>;
+/// The extractor's own gRPC API.
+pub type Extractor = ExtractorClient<ControlChannel>;
+
+/// A simulator, a database in it, and topics for one test.
+pub struct Fixture {
+    pub stack: Stack,
+    pub topics: TestTopics,
+    pub names: Topics,
+    pub sim: Simulator,
+    pub database: String,
+}
+
+impl Fixture {
+    /// A simulator whose capture job polls every 20 ms, with database `shop` enabled for CDC.
+    pub async fn new() -> Fixture {
+        let stack = Stack::get();
+        let topics = TestTopics::new(&stack);
+        let names = Topics::new(&topics.prefix).unwrap();
+        let mut config = SimulatorConfig::new(SA_PASSWORD);
+        config.capture.poll_interval = Duration::from_millis(20);
+        let sim = Simulator::start("127.0.0.1:0".parse().unwrap(), config)
+            .await
+            .expect("cannot start the simulator");
+        let mut fixture = Fixture {
+            stack,
+            topics,
+            names,
+            sim,
+            database: "shop".to_owned(),
+        };
+        let mut client = fixture.connect(None).await;
+        run(&mut client, "CREATE DATABASE shop").await;
+        let mut client = fixture.connect(Some("shop")).await;
+        run(&mut client, "EXEC sys.sp_cdc_enable_db").await;
+        for topic in [
+            fixture.names.schemas(),
+            fixture.names.extractor_offsets(),
+            fixture.names.extractor_work(),
+        ] {
+            fixture.topics.adopt(&topic);
+        }
+        fixture
+    }
+
+    /// A connection as `sa`.
+    pub async fn connect(&self, database: Option<&str>) -> SqlClient {
+        let mut config = Config::new();
+        config.host(self.sim.addr().ip().to_string());
+        config.port(self.sim.addr().port());
+        config.authentication(AuthMethod::sql_server("sa", SA_PASSWORD));
+        config.encryption(EncryptionLevel::NotSupported);
+        if let Some(database) = database {
+            config.database(database);
+        }
+        let tcp = TcpStream::connect(config.get_addr()).await.unwrap();
+        tcp.set_nodelay(true).unwrap();
+        Client::connect(config, tcp.compat_write())
+            .await
+            .expect("login failed")
+    }
+
+    /// A connection to the test database.
+    pub async fn sql(&self) -> SqlClient {
+        self.connect(Some(&self.database)).await
+    }
+
+    /// Creates a table with `columns` (T-SQL column definitions) and enables CDC on it.
+    pub async fn captured_table(&mut self, name: &str, columns: &str) -> TableId {
+        let mut client = self.sql().await;
+        run(&mut client, &format!("CREATE TABLE dbo.{name} ({columns})")).await;
+        run(
+            &mut client,
+            &format!(
+                "EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'{name}', @role_name = NULL"
+            ),
+        )
+        .await;
+        let table = TableId {
+            database: self.database.clone(),
+            schema: "dbo".to_owned(),
+            table: name.to_owned(),
+        };
+        self.topics.adopt(&self.names.raw(&table).unwrap());
+        table
+    }
+
+    /// An extractor configuration; `extra` is appended (it may add sections).
+    pub fn config(
+        &self,
+        grpc: std::net::SocketAddr,
+        metrics: std::net::SocketAddr,
+        extra: &str,
+    ) -> String {
+        format!(
+            r#"
+[grpc]
+listen = "{grpc}"
+auth_token = "env:CDC_TEST_CONTROL_TOKEN"
+
+[metrics]
+listen = "{metrics}"
+
+[kafka]
+bootstrap_servers = "{kafka}"
+topic_prefix = "{prefix}"
+
+[source]
+server_name = "sim"
+host = "{host}"
+port = {port}
+user = "sa"
+password = "env:CDC_TEST_SQL_PASSWORD"
+databases = ["{database}"]
+encryption = "off"
+
+{extra}
+"#,
+            kafka = self.stack.kafka_bootstrap,
+            prefix = self.topics.prefix,
+            host = self.sim.addr().ip(),
+            port = self.sim.addr().port(),
+            database = self.database,
+        )
+    }
+
+    /// Default test settings: a fast stream, small chunks, its own work group.
+    pub fn settings(&self, extra: &str) -> String {
+        format!(
+            r#"
+[stream]
+poll_interval_ms = 50
+heartbeat_interval_ms = 500
+discovery_interval_ms = 500
+
+[work]
+group_id = "{prefix}-extractor"
+partitions = 4
+raw_topic_partitions = 2
+
+{extra}
+"#,
+            prefix = self.topics.prefix
+        )
+    }
+
+    /// Starts an extractor process with `settings` (see [`Fixture::settings`]).
+    pub fn start(&self, settings: &str) -> ServiceProcess {
+        let (grpc, metrics) = (free_local_addr(), free_local_addr());
+        let config = self.config(grpc, metrics, settings);
+        let env = [
+            ("CDC_TEST_CONTROL_TOKEN", CONTROL_TOKEN),
+            ("CDC_TEST_SQL_PASSWORD", SA_PASSWORD),
+        ];
+        let mut process = ServiceProcess::spawn(Path::new(BINARY), &config, &env, grpc, metrics);
+        process.wait_until_listening(START_TIMEOUT);
+        process
+    }
+
+    /// Reads the raw topic of `table` until `count` events arrived (and one second more).
+    pub fn read(
+        &self,
+        table: &TableId,
+        count: usize,
+        process: Option<&ServiceProcess>,
+    ) -> Vec<ChangeEvent> {
+        let topic = self.names.raw(table).unwrap();
+        let mut records = read_committed(
+            &self.stack,
+            &format!("{}-reader", self.topics.prefix),
+            &topic,
+            count,
+            Duration::from_secs(120),
+            process,
+        );
+        records.sort_by_key(|r| (r.partition, r.offset));
+        records.iter().map(Read::event).collect()
+    }
+
+    /// A gRPC client of the extractor's own API.
+    pub async fn client(&self, process: &ServiceProcess) -> Extractor {
+        ExtractorClient::new(control::connect(process.grpc, CONTROL_TOKEN).await)
+    }
+}
+
+/// Runs a batch and drains its results; panics with the server's message on error.
+pub async fn run(client: &mut SqlClient, sql: &str) {
+    client
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .into_results()
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// An int64 value.
+pub fn int(value: i64) -> Value {
+    cdc_model::value::of(Kind::Int64(value))
+}
+
+/// The events of each key, in topic order.
+pub fn by_key(events: &[ChangeEvent]) -> BTreeMap<Vec<u8>, Vec<ChangeEvent>> {
+    let mut map: BTreeMap<Vec<u8>, Vec<ChangeEvent>> = BTreeMap::new();
+    for event in events {
+        let table = event.source.as_ref().unwrap().table.as_ref().unwrap();
+        map.entry(cdc_model::key::encode(table, &event.key).unwrap())
+            .or_default()
+            .push(event.clone());
+    }
+    map
+}
+
+/// The row each key ends with when its events are applied in order (deletes remove it).
+pub fn final_rows(events: &[ChangeEvent]) -> BTreeMap<Vec<u8>, Vec<Value>> {
+    let mut rows = BTreeMap::new();
+    for (key, events) in by_key(events) {
+        if let Some(last) = events.last()
+            && let Some(after) = &last.after
+        {
+            rows.insert(key, after.values.clone());
+        }
+    }
+    rows
+}
