@@ -160,11 +160,17 @@ encryption = "off"
         )
     }
 
-    /// Default test settings: a fast stream, small chunks, its own work group.
+    /// Default test settings: a fast stream, its own work group.
     pub fn settings(&self, extra: &str) -> String {
+        self.settings_tuned("", extra)
+    }
+
+    /// Test settings with more `[stream]` keys.
+    pub fn settings_tuned(&self, stream: &str, extra: &str) -> String {
         format!(
             r#"
 [stream]
+{stream}
 poll_interval_ms = 50
 heartbeat_interval_ms = 500
 discovery_interval_ms = 500
@@ -213,6 +219,29 @@ raw_topic_partitions = 2
         records.iter().map(Read::event).collect()
     }
 
+    /// Partition -> end offset of `topic` (0 partitions when it does not exist yet).
+    pub fn ends(&self, topic: &str) -> BTreeMap<i32, i64> {
+        let consumer: rdkafka::consumer::BaseConsumer =
+            cdc_test_harness::kafka::client_config(&self.stack)
+                .create()
+                .unwrap();
+        let Ok(partitions) =
+            cdc_service_kit::kafka::topic_partitions(&consumer, topic, Duration::from_secs(5))
+        else {
+            return BTreeMap::new();
+        };
+        partitions
+            .into_iter()
+            .filter_map(|p| {
+                use rdkafka::consumer::Consumer as _;
+                let (_, high) = consumer
+                    .fetch_watermarks(topic, p, Duration::from_secs(5))
+                    .ok()?;
+                Some((p, high))
+            })
+            .collect()
+    }
+
     /// A gRPC client of the extractor's own API.
     pub async fn client(&self, process: &ServiceProcess) -> Extractor {
         ExtractorClient::new(control::connect(process.grpc, CONTROL_TOKEN).await)
@@ -258,4 +287,72 @@ pub fn final_rows(events: &[ChangeEvent]) -> BTreeMap<Vec<u8>, Vec<Value>> {
         }
     }
     rows
+}
+
+impl Fixture {
+    /// Everything committed to the raw topic of `table` so far, in partition and offset order.
+    pub fn read_all(&self, table: &TableId) -> Vec<ChangeEvent> {
+        self.read(table, 0, None)
+    }
+
+    /// The rows of `table` now, keyed like events, with values as events carry them: read
+    /// through the simulator's own change-free path (a plain SELECT converted the same way).
+    pub async fn rows(&self, table: &TableId, key_columns: usize) -> BTreeMap<Vec<u8>, Vec<Value>> {
+        let mut client = self.sql().await;
+        let rows = client
+            .simple_query(format!("SELECT * FROM dbo.{}", table.table))
+            .await
+            .unwrap()
+            .into_first_result()
+            .await
+            .unwrap();
+        rows.iter()
+            .map(|row| {
+                let values: Vec<Value> = row.cells().map(|(_, data)| sql_value(data)).collect();
+                let key = cdc_model::key::encode(table, &values[..key_columns]).unwrap();
+                (key, values)
+            })
+            .collect()
+    }
+
+    /// The positions of the change rows of capture instance `instance` that make events
+    /// (deletes, inserts, updates' after images), with commit LSN above `after`.
+    pub async fn change_positions(
+        &self,
+        instance: &str,
+        after: &[u8],
+    ) -> Vec<cdc_model::SourcePosition> {
+        let mut client = self.sql().await;
+        let rows = client
+            .simple_query(format!(
+                "SELECT __$start_lsn, __$command_id, __$seqval, __$operation FROM cdc.{instance}_CT \
+                 WHERE __$operation <> 3 ORDER BY __$start_lsn, __$command_id, __$seqval, __$operation"
+            ))
+            .await
+            .unwrap()
+            .into_first_result()
+            .await
+            .unwrap();
+        rows.iter()
+            .map(|row| cdc_model::SourcePosition {
+                commit_lsn: cdc_model::Lsn::from_bytes(row.get::<&[u8], _>(0).unwrap()).unwrap(),
+                command_id: row.get::<i32, _>(1).unwrap(),
+                seqval: cdc_model::Lsn::from_bytes(row.get::<&[u8], _>(2).unwrap()).unwrap(),
+                operation: row.get::<i32, _>(3).unwrap(),
+            })
+            .filter(|p| p.commit_lsn.as_bytes().as_slice() > after)
+            .collect()
+    }
+}
+
+/// Ints and text as events carry them (the tests' tables use only these types).
+fn sql_value(data: &tiberius::ColumnData<'_>) -> Value {
+    use tiberius::ColumnData as D;
+    match data {
+        D::I32(Some(v)) => int(i64::from(*v)),
+        D::I64(Some(v)) => int(*v),
+        D::String(Some(s)) => cdc_model::value::of(Kind::Text(s.to_string())),
+        D::I32(None) | D::I64(None) | D::String(None) => cdc_model::value::null(),
+        other => panic!("test tables use int, bigint and nvarchar only, not {other:?}"),
+    }
 }
