@@ -37,9 +37,8 @@ pub async fn max_lsn(client: &mut SqlClient) -> Result<Option<Lsn>, SqlError> {
 /// SQL Server does not know the instance).
 pub async fn min_lsn(client: &mut SqlClient, instance: &str) -> Result<Lsn, SqlError> {
     let context = format!("reading sys.fn_cdc_get_min_lsn of {instance}");
-    let mut query = Query::new("SELECT sys.fn_cdc_get_min_lsn(@P1)");
-    query.bind(instance.to_owned());
-    let rows = sql::rows(client, query, &context).await?;
+    let text = format!("SELECT sys.fn_cdc_get_min_lsn({})", sql::nliteral(instance));
+    let rows = sql::simple_rows(client, &text, &context).await?;
     let row = rows
         .first()
         .ok_or_else(|| SqlError::unexpected(&context, "no row"))?;
@@ -49,6 +48,22 @@ pub async fn min_lsn(client: &mut SqlClient, instance: &str) -> Result<Lsn, SqlE
         }
         None => Ok(Lsn::ZERO),
     }
+}
+
+/// The names of the database's capture instances.
+pub async fn capture_instances(
+    client: &mut SqlClient,
+) -> Result<std::collections::BTreeSet<String>, SqlError> {
+    let context = "listing capture instances";
+    let rows = sql::simple_rows(
+        client,
+        "SELECT capture_instance FROM cdc.change_tables",
+        context,
+    )
+    .await?;
+    rows.iter()
+        .map(|row| sql::required::<&str>(row, 0, context).map(str::to_owned))
+        .collect()
 }
 
 /// One row of a change table.

@@ -89,6 +89,8 @@ pub async fn run(
 struct Database {
     client: SqlClient,
     watermarks: Option<Watermarks>,
+    /// The capture instances of the database at the last pass, to notice new ones at once.
+    instances: Option<std::collections::BTreeSet<String>>,
 }
 
 /// The producing side of a unit.
@@ -319,8 +321,17 @@ impl Unit {
         );
         self.sink.headers = cdc_service_kit::trace_context::inject(&span, OwnedHeaders::new());
         let mut max_lsns = HashMap::new();
+        let mut instances_changed = false;
         for (name, db) in &mut self.databases {
             max_lsns.insert(name.clone(), source::max_lsn(&mut db.client).await?);
+            // Read after the bound: an instance that starts at or before it is known before
+            // any of its changes are read from the instance it replaces.
+            let names = source::capture_instances(&mut db.client).await?;
+            instances_changed |= db.instances.as_ref().is_some_and(|known| *known != names);
+            db.instances = Some(names);
+        }
+        if instances_changed {
+            self.rediscover().await?;
         }
         let mut busy = false;
         for index in 0..self.tables.len() {
@@ -665,7 +676,14 @@ async fn open_database(
         ),
         _ => None,
     };
-    Ok((Database { client, watermarks }, tables))
+    Ok((
+        Database {
+            client,
+            watermarks,
+            instances: None,
+        },
+        tables,
+    ))
 }
 
 async fn discover_unit_tables(

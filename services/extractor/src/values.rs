@@ -41,13 +41,13 @@ pub fn to_value(data: &ColumnData<'_>, column: &ColumnSchema) -> Result<Value, S
             // .007).
             let millis = (i64::from(dt.seconds_fragments()) * 10 + 1) / 3;
             timestamp(
-                i64::from(dt.days()) - DAYS_0001_TO_1900 + i64::from(FIRST_SQL_SERVER_DAY),
+                i64::from(dt.days()) + DAYS_0001_TO_1900 + i64::from(FIRST_SQL_SERVER_DAY),
                 millis * 1_000_000,
             )
         }),
         ColumnData::SmallDateTime(v) => v.map(|dt| {
             timestamp(
-                i64::from(dt.days()) - DAYS_0001_TO_1900 + i64::from(FIRST_SQL_SERVER_DAY),
+                i64::from(dt.days()) + DAYS_0001_TO_1900 + i64::from(FIRST_SQL_SERVER_DAY),
                 i64::from(dt.seconds_fragments()) * 60 * NANOS_PER_SECOND,
             )
         }),

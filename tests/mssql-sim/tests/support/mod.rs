@@ -74,7 +74,7 @@ pub enum Target {
     /// The simulator, started for this test.
     Simulator(Simulator),
     /// A real SQL Server.
-    Real(Config),
+    Real(Box<Config>),
 }
 
 impl Target {
@@ -83,7 +83,7 @@ impl Target {
         match std::env::var("CDC_TEST_MSSQL_URL") {
             Ok(url) => {
                 eprintln!("scenario runs against the real SQL Server at CDC_TEST_MSSQL_URL");
-                Target::Real(real_config(&url))
+                Target::Real(Box::new(real_config(&url)))
             }
             Err(_) => Target::Simulator(simulator().await),
         }
@@ -93,7 +93,7 @@ impl Target {
     pub async fn connect(&self) -> SqlClient {
         let config = match self {
             Target::Simulator(sim) => config(sim.addr(), PASSWORD, None),
-            Target::Real(config) => config.clone(),
+            Target::Real(config) => (**config).clone(),
         };
         try_connect(config).await.expect("login failed")
     }
