@@ -24,10 +24,11 @@ fmt: ## format the code
 test: deps stack-up ## run every test against the local stack (starts it when needed)
 	$(CARGO) test --workspace --locked
 
-bench: deps stack-up ## run the benchmarks (simulator, loader, transformer on the local stack); results as JSON under target/bench
+bench: deps stack-up ## run the benchmarks (simulator, loader, transformer, extractor on the local stack); results as JSON under target/bench
 	$(CARGO) run --release -p mssql-sim --example bench -- --rows 200000 --out $(CURDIR)/target/bench/mssql-sim.json
 	$(CARGO) bench -p cdc-loader --bench loader -- --rows 1000000 --out $(CURDIR)/target/bench/loader.json
 	$(CARGO) bench -p cdc-transformer --bench transformer -- --events 2000000 --out $(CURDIR)/target/bench/transformer.json
+	$(CARGO) bench -p cdc-extractor --bench extractor -- --rows 200000 --out $(CURDIR)/target/bench/extractor.json
 
 demo: build stack-up ## start the local stack and the four services
 	@scripts/dev/demo.sh

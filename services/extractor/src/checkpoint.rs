@@ -47,12 +47,20 @@ pub fn read_committed(
     let consumer: BaseConsumer = config
         .create()
         .map_err(|e| format!("cannot create the checkpoint reader: {e}"))?;
+    // The end to read to is the log end, not the last stable offset a read_committed client
+    // is told: another unit's open transaction holds the stable offset back, and a newer
+    // checkpoint of ours committed after it would be missed (and its events sent again).
+    let log_end: BaseConsumer = client_config
+        .clone()
+        .set("isolation.level", "read_uncommitted")
+        .create()
+        .map_err(|e| format!("cannot create the checkpoint reader: {e}"))?;
     let partitions =
         cdc_service_kit::kafka::topic_partitions(&consumer, topic, Duration::from_secs(10))?;
     let mut ends = HashMap::new();
     let mut assignment = TopicPartitionList::new();
     for partition in partitions {
-        let (low, high) = consumer
+        let (low, high) = log_end
             .fetch_watermarks(topic, partition, Duration::from_secs(10))
             .map_err(|e| format!("cannot read the offsets of {topic}[{partition}]: {e}"))?;
         if high > low {

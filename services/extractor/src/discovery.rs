@@ -367,42 +367,41 @@ async fn captured_columns(
     client: &mut SqlClient,
     database: &str,
 ) -> Result<HashMap<i64, Vec<String>>, SqlError> {
-    let context = format!("reading the captured columns of {database}");
-    let rows = sql::simple_rows(
+    names_by_object(
         client,
         "SELECT object_id, column_name, column_ordinal FROM cdc.captured_columns \
          ORDER BY object_id, column_ordinal",
-        &context,
+        &format!("reading the captured columns of {database}"),
     )
-    .await?;
-    let mut columns: HashMap<i64, Vec<String>> = HashMap::new();
-    for row in &rows {
-        columns
-            .entry(int_at(row, 0, &context)?)
-            .or_default()
-            .push(sql::required::<&str>(row, 1, &context)?.to_owned());
-    }
-    Ok(columns)
+    .await
 }
 
 async fn index_columns(
     client: &mut SqlClient,
     database: &str,
 ) -> Result<HashMap<i64, Vec<String>>, SqlError> {
-    let context = format!("reading the key columns of capture instances in {database}");
-    let rows = sql::simple_rows(
+    names_by_object(
         client,
         "SELECT object_id, column_name, index_ordinal FROM cdc.index_columns \
          ORDER BY object_id, index_ordinal",
-        &context,
+        &format!("reading the key columns of capture instances in {database}"),
     )
-    .await?;
+    .await
+}
+
+/// Column names per capture instance object id, in the query's order.
+async fn names_by_object(
+    client: &mut SqlClient,
+    query: &str,
+    context: &str,
+) -> Result<HashMap<i64, Vec<String>>, SqlError> {
+    let rows = sql::simple_rows(client, query, context).await?;
     let mut columns: HashMap<i64, Vec<String>> = HashMap::new();
     for row in &rows {
         columns
-            .entry(int_at(row, 0, &context)?)
+            .entry(int_at(row, 0, context)?)
             .or_default()
-            .push(sql::required::<&str>(row, 1, &context)?.to_owned());
+            .push(sql::required::<&str>(row, 1, context)?.to_owned());
     }
     Ok(columns)
 }

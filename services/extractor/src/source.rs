@@ -66,6 +66,23 @@ pub async fn capture_instances(
         .collect()
 }
 
+/// Whether changes after `resume` may have been removed, given the instance's minimum LSN
+/// `min` (cleanup removed everything below it). LSNs are not dense, so this cannot tell a
+/// removed change from an LSN nobody used: it errs on the side of reporting, because lost
+/// history must never pass silently. `min` zero means SQL Server does not know the instance.
+pub fn lost_before(resume: &SourcePosition, min: Lsn) -> bool {
+    if min == Lsn::ZERO {
+        return false;
+    }
+    if is_end_of_lsn(resume) {
+        // Everything of `resume`'s LSN was read: the next change may sit at the next LSN.
+        resume.commit_lsn.increment().is_some_and(|next| min > next)
+    } else {
+        // The rest of `resume`'s own LSN is still to read: it must still be there.
+        min > resume.commit_lsn
+    }
+}
+
 /// One row of a change table.
 #[derive(Debug)]
 pub struct ChangeRow {
@@ -483,5 +500,57 @@ impl Watermarks {
         delete.bind(token);
         sql::execute(client, delete, context).await?;
         Ok(Some(lsn))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lsn(n: u128) -> Lsn {
+        Lsn::from_u128(n).unwrap_or(Lsn::ZERO)
+    }
+
+    #[test]
+    fn history_is_lost_only_past_the_next_lsn_to_read() {
+        let done = end_of(lsn(100));
+        assert!(!lost_before(&done, lsn(100)), "cleanup below what was read");
+        assert!(
+            !lost_before(&done, lsn(101)),
+            "the next LSN is the first one kept"
+        );
+        assert!(
+            lost_before(&done, lsn(102)),
+            "LSN 101 may have held changes"
+        );
+        assert!(!lost_before(&done, Lsn::ZERO), "an unknown instance");
+        let midway = SourcePosition {
+            commit_lsn: lsn(100),
+            command_id: 3,
+            seqval: lsn(7),
+            operation: 2,
+        };
+        assert!(!lost_before(&midway, lsn(100)));
+        assert!(
+            lost_before(&midway, lsn(101)),
+            "the rest of LSN 100 was removed"
+        );
+    }
+
+    #[test]
+    fn composite_keys_expand_to_a_lexicographic_predicate() {
+        let keys = vec!["t.[a]".to_owned(), "t.[b]".to_owned()];
+        let values = vec![
+            cdc_model::value::of(Kind::Int64(1)),
+            cdc_model::value::of(Kind::Text("x".to_owned())),
+        ];
+        let mut parameters = Vec::new();
+        let predicate =
+            keyset_predicate(&keys, &values, ">", &mut parameters, "test").unwrap_or_default();
+        assert_eq!(
+            predicate,
+            "((t.[a] > @P1 OR (t.[a] = @P1 AND t.[b] > @P2)))"
+        );
+        assert_eq!(parameters.len(), 2);
     }
 }

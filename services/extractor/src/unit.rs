@@ -421,7 +421,7 @@ impl Unit {
             metrics::histogram!(m::POLL_DURATION).record(started.elapsed().as_secs_f64());
             // A gap is only certain once the read is done: cleanup may have run meanwhile.
             let min = source::min_lsn(&mut db.client, &current.name).await?;
-            if min > table.resume_after.commit_lsn && min != current.start_lsn && min != Lsn::ZERO {
+            if source::lost_before(&table.resume_after, min) {
                 return self.retention_gap(index, min).await;
             }
             let full = rows.len() >= config.stream.page_rows;
