@@ -133,7 +133,10 @@ async fn main() -> anyhow::Result<()> {
         )
         .await;
     let topic = fixture.names.raw(&table).unwrap();
-    let settings = fixture.settings("[snapshot]\nchunk_rows = 10000\nmax_pending_rows = 100000");
+    let settings = fixture.settings_tuned(
+        &option("--stream").unwrap_or_default().replace("\\n", "\n"),
+        "[snapshot]\nchunk_rows = 10000\nmax_pending_rows = 100000",
+    );
 
     // Snapshot: `rows` rows already there.
     insert_rows(&fixture, 1, rows).await;
@@ -185,6 +188,15 @@ async fn main() -> anyhow::Result<()> {
     )
     .await;
     let stream_rate = stream_events as f64 / (stream_done - stream_first).as_secs_f64();
+    let scraped = cdc_test_harness::service_contract::scrape(process.metrics);
+    for line in scraped.lines().filter(|l| {
+        l.starts_with("cdc_extractor_poll_duration_seconds_sum")
+            || l.starts_with("cdc_extractor_poll_duration_seconds_count")
+            || l.starts_with("cdc_extractor_commit_duration_seconds_sum")
+            || l.starts_with("cdc_extractor_transactions_total")
+    }) {
+        println!("  {line}");
+    }
     let (peak_kib, rss_kib) = process.memory_kib();
     println!(
         "stream: {stream_events} events ({rows} inserts, {} updates) in {:.2} s = {stream_rate:.0} events/s",
@@ -201,7 +213,9 @@ async fn main() -> anyhow::Result<()> {
         "benchmark": "extractor",
         "source": "mssql-sim (in process), capture job polling every 20 ms",
         "snapshot_rows": rows,
-        "snapshot_events_per_second": snapshot_rate,
+        "snapshot_events_per_second_from_first_commit": snapshot_rate,
+        "snapshot_seconds_from_process_start": (snapshot_done - started).as_secs_f64(),
+        "snapshot_events_per_second_from_process_start": rows as f64 / (snapshot_done - started).as_secs_f64(),
         "stream_events": stream_events,
         "stream_events_per_second": stream_rate,
         "snapshot_peak_rss_mib": snapshot_rss.0 as f64 / 1024.0,

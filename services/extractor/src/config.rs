@@ -285,11 +285,11 @@ fn default_poll_interval_ms() -> u64 {
 }
 
 fn default_page_rows() -> usize {
-    20_000
+    50_000
 }
 
 fn default_max_batch_events() -> usize {
-    50_000
+    100_000
 }
 
 fn default_heartbeat_interval_ms() -> u64 {

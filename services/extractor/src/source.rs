@@ -16,7 +16,7 @@ use crate::sql::{self, SqlClient, SqlError};
 use crate::values;
 
 /// Columns before the captured ones in a change-row query.
-const CHANGE_META_COLUMNS: usize = 5;
+const CHANGE_META_COLUMNS: usize = 4;
 
 /// `sys.fn_cdc_get_max_lsn()`: the newest commit the capture job has processed.
 pub async fn max_lsn(client: &mut SqlClient) -> Result<Option<Lsn>, SqlError> {
@@ -133,11 +133,13 @@ pub async fn changes(
          OR (ct.__$command_id = @P3 AND (ct.__$seqval > @P4 \
          OR (ct.__$seqval = @P4 AND ct.__$operation > @P5))))))"
     };
+    // Commit times come from cdc.lsn_time_mapping in a second, small query over the page's
+    // LSN range, rather than joined to every change row: one row per transaction instead of
+    // one per change.
     let text = format!(
         "SELECT TOP ({limit}) ct.__$start_lsn, ct.__$seqval, ct.__$operation, ct.__$command_id, \
-         m.tran_end_time, {columns} \
+         {columns} \
          FROM cdc.{change_table} AS ct \
-         LEFT JOIN cdc.lsn_time_mapping AS m ON m.start_lsn = ct.__$start_lsn \
          WHERE ct.__$start_lsn <= @P1 AND {after_predicate} \
          ORDER BY ct.__$start_lsn, ct.__$command_id, ct.__$seqval, ct.__$operation",
         columns = instance.select_list("ct"),
@@ -152,9 +154,44 @@ pub async fn changes(
         query.bind(after.operation);
     }
     let rows = sql::rows(client, query, &context).await?;
-    rows.iter()
+    let mut changes: Vec<ChangeRow> = rows
+        .iter()
         .map(|row| change_row(row, table, instance, &context))
-        .collect()
+        .collect::<Result<_, _>>()?;
+    if let (Some(first), Some(last)) = (changes.first(), changes.last()) {
+        let times =
+            commit_times(client, first.position.commit_lsn, last.position.commit_lsn).await?;
+        for change in &mut changes {
+            change.commit_time_micros = times.get(&change.position.commit_lsn).copied();
+        }
+    }
+    Ok(changes)
+}
+
+/// Commit times of the transactions with commit LSNs in `from..=to`, microseconds.
+async fn commit_times(
+    client: &mut SqlClient,
+    from: Lsn,
+    to: Lsn,
+) -> Result<std::collections::HashMap<Lsn, i64>, SqlError> {
+    let context = "reading commit times from cdc.lsn_time_mapping";
+    let mut query = Query::new(
+        "SELECT start_lsn, tran_end_time FROM cdc.lsn_time_mapping \
+         WHERE start_lsn >= @P1 AND start_lsn <= @P2",
+    );
+    query.bind(from.as_bytes().to_vec());
+    query.bind(to.as_bytes().to_vec());
+    let rows = sql::rows(client, query, context).await?;
+    let mut times = std::collections::HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let data = row
+            .get_column_data(1)
+            .map_err(|e| SqlError::unexpected(context, e.to_string()))?;
+        if matches!(data, ColumnData::DateTime(Some(_))) {
+            times.insert(lsn_at(row, 0, context)?, timestamp_micros(data));
+        }
+    }
+    Ok(times)
 }
 
 fn change_row(
@@ -171,17 +208,10 @@ fn change_row(
         command_id: i32::try_from(int_at(row, 3, context)?)
             .map_err(|_| SqlError::unexpected(context, "__$command_id out of range"))?,
     };
-    let commit_time_micros = match row
-        .get_column_data(4)
-        .map_err(|e| SqlError::unexpected(context, e.to_string()))?
-    {
-        data @ ColumnData::DateTime(Some(_)) => Some(timestamp_micros(data)),
-        _ => None,
-    };
     Ok(ChangeRow {
         position,
         values: row_values(row, CHANGE_META_COLUMNS, table, instance, context)?,
-        commit_time_micros,
+        commit_time_micros: None,
     })
 }
 

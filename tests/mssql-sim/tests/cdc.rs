@@ -449,3 +449,61 @@ async fn schema_metadata_describes_tables_columns_and_keys() {
     .await;
     assert_eq!(cdc_db[0].get::<bool, _>(0), Some(true));
 }
+
+#[tokio::test]
+async fn lsn_ranges_and_position_predicates_read_the_same_rows_as_a_full_scan() {
+    let target = Target::new().await;
+    let mut client = target.connect().await;
+    captured_orders(&mut client).await;
+    for id in 1..=30 {
+        run(
+            &mut client,
+            &format!("INSERT INTO orders VALUES ({id}, N'x', 1)"),
+        )
+        .await;
+        if id % 3 == 0 {
+            run(
+                &mut client,
+                &format!("UPDATE orders SET total = 2 WHERE id = {id}"),
+            )
+            .await;
+        }
+    }
+    wait_for_changes(&mut client, "dbo_orders_CT", 50).await;
+    let all = rows(&mut client, READ_CHANGES).await;
+    let lsn = |row: &tiberius::Row| row.get::<&[u8], _>(6).unwrap().to_vec();
+    let seq = |row: &tiberius::Row| row.get::<&[u8], _>(7).unwrap().to_vec();
+    let high = lsn(&all[40]);
+    let (middle, middle_seq) = (lsn(&all[20]), seq(&all[20]));
+    let hex = |b: &[u8]| {
+        format!(
+            "0x{}",
+            b.iter().map(|x| format!("{x:02X}")).collect::<String>()
+        )
+    };
+    // A range, and a resume-after-position predicate with AND, OR and parentheses.
+    let query = format!(
+        "SELECT __$operation, __$command_id, id, customer, total, __$update_mask, __$start_lsn, __$seqval \
+         FROM cdc.dbo_orders_CT AS ct WHERE ct.__$start_lsn <= {high} AND (ct.__$start_lsn > {low} \
+         OR (ct.__$start_lsn = {low} AND ct.__$seqval > {middle_seq})) \
+         ORDER BY ct.__$start_lsn, ct.__$command_id, ct.__$seqval, ct.__$operation",
+        high = hex(&high),
+        low = hex(&middle),
+        middle_seq = hex(&middle_seq),
+    );
+    let ranged = rows(&mut client, &query).await;
+    let expected: Vec<_> = all
+        .iter()
+        .filter(|r| {
+            let (l, s) = (lsn(r), seq(r));
+            l <= high && (l > middle || (l == middle && s > middle_seq))
+        })
+        .map(|r| (lsn(r), seq(r), r.get::<i32, _>(0).unwrap()))
+        .collect();
+    let got: Vec<_> = ranged
+        .iter()
+        .map(|r| (lsn(r), seq(r), r.get::<i32, _>(0).unwrap()))
+        .collect();
+    assert!(!expected.is_empty());
+    assert_eq!(got, expected);
+}

@@ -369,7 +369,10 @@ impl Session {
                         Box::new(table.visible_rows(self.id).map(|(_, row)| row))
                     }
                     sources::Source::Rows(materialised) => Box::new(materialised.rows.iter()),
-                    sources::Source::Borrowed { rows, .. } => Box::new(rows.iter()),
+                    sources::Source::Borrowed { rows, .. } => Box::new(
+                        sources::seek_change_rows(rows, select.selection.as_ref(), parameters)
+                            .iter(),
+                    ),
                 };
                 let relation = query::Relation {
                     columns: source.columns(),

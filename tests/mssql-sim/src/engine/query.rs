@@ -72,32 +72,57 @@ pub fn run(
             .iter()
             .map(|k| matches!(k.options.sort, Some(sqlparser::ast::OrderBySort::Desc)))
             .collect();
-        let mut keyed: Vec<(Vec<SqlValue>, &Row)> = Vec::with_capacity(kept.len());
-        for row in kept {
-            let scope = scope(parameters, columns, row, qualifiers, database);
-            let values = compiled
-                .iter()
-                .map(|k| k.value(row, scope))
-                .collect::<Result<_, _>>()?;
-            keyed.push((values, row));
-        }
-        // Stable and adaptive: rows already in key order (a change table read in LSN order)
-        // sort in one pass.
-        keyed.sort_by(|(a, _), (b, _)| {
-            descending
-                .iter()
-                .zip(a.iter().zip(b))
-                .map(|(desc, (x, y))| {
-                    if *desc {
-                        sort_order(x, y).reverse()
-                    } else {
-                        sort_order(x, y)
-                    }
+        let direct: Option<Vec<usize>> = compiled
+            .iter()
+            .map(|k| match k {
+                Operand::Column(i) => Some(*i),
+                Operand::Expr(_) => None,
+            })
+            .collect();
+        let in_order = |a: &Row, b: &Row, keys: &[usize]| {
+            keys.iter()
+                .zip(&descending)
+                .map(|(&i, desc)| {
+                    let order = sort_order(&a[i], &b[i]);
+                    if *desc { order.reverse() } else { order }
                 })
                 .find(|o| o.is_ne())
                 .unwrap_or(Ordering::Equal)
-        });
-        kept = keyed.into_iter().map(|(_, row)| row).collect();
+                .is_le()
+        };
+        // Rows already in key order (a change table read in LSN order, a table in key order)
+        // are checked by comparing columns in place, without building sort keys.
+        let sorted = direct
+            .as_ref()
+            .is_some_and(|keys| kept.windows(2).all(|w| in_order(w[0], w[1], keys)));
+        if !sorted {
+            let mut keyed: Vec<(Vec<SqlValue>, &Row)> = Vec::with_capacity(kept.len());
+            for row in kept {
+                let scope = scope(parameters, columns, row, qualifiers, database);
+                let values = compiled
+                    .iter()
+                    .map(|k| k.value(row, scope))
+                    .collect::<Result<_, _>>()?;
+                keyed.push((values, row));
+            }
+            // Stable and adaptive: rows already in key order (a change table read in LSN order)
+            // sort in one pass.
+            keyed.sort_by(|(a, _), (b, _)| {
+                descending
+                    .iter()
+                    .zip(a.iter().zip(b))
+                    .map(|(desc, (x, y))| {
+                        if *desc {
+                            sort_order(x, y).reverse()
+                        } else {
+                            sort_order(x, y)
+                        }
+                    })
+                    .find(|o| o.is_ne())
+                    .unwrap_or(Ordering::Equal)
+            });
+            kept = keyed.into_iter().map(|(_, row)| row).collect();
+        }
     }
     let (skip, take) = paging(query, select, parameters)?;
     let page = kept.into_iter().skip(skip).take(take.unwrap_or(usize::MAX));
@@ -175,13 +200,17 @@ fn column_position(expr: &Expr, columns: &[Column], qualifiers: &[String]) -> Op
     matches.next().is_none().then_some(first)
 }
 
-/// A WHERE clause; `column <op> constant` is compiled to a direct comparison.
+/// A WHERE clause; `column <op> constant` is compiled to a direct comparison, and `AND`,
+/// `OR` and parentheses over such comparisons (a keyset or change-table position predicate)
+/// to a tree of them, so rows are not evaluated through name lookups.
 enum Predicate<'e> {
     Compare {
         column: usize,
         op: BinaryOperator,
         constant: SqlValue,
     },
+    And(Box<Predicate<'e>>, Box<Predicate<'e>>),
+    Or(Box<Predicate<'e>>, Box<Predicate<'e>>),
     General(&'e Expr),
 }
 
@@ -193,6 +222,29 @@ impl<'e> Predicate<'e> {
         parameters: &Parameters,
         database: Option<&super::catalog::Database>,
     ) -> Result<Predicate<'e>, SqlError> {
+        match expr {
+            Expr::Nested(inner) => {
+                return Predicate::compile(inner, columns, qualifiers, parameters, database);
+            }
+            Expr::BinaryOp {
+                left,
+                op: op @ (BinaryOperator::And | BinaryOperator::Or),
+                right,
+            } => {
+                let left = Box::new(Predicate::compile(
+                    left, columns, qualifiers, parameters, database,
+                )?);
+                let right = Box::new(Predicate::compile(
+                    right, columns, qualifiers, parameters, database,
+                )?);
+                return Ok(if *op == BinaryOperator::And {
+                    Predicate::And(left, right)
+                } else {
+                    Predicate::Or(left, right)
+                });
+            }
+            _ => {}
+        }
         if let Expr::BinaryOp { left, op, right } = expr
             && matches!(
                 op,
@@ -237,6 +289,10 @@ impl<'e> Predicate<'e> {
                 BinaryOperator::Gt => o.is_gt(),
                 _ => o.is_ge(),
             })),
+            // Whether a row is kept: NULL and false both drop it, so two-valued logic over
+            // "holds" is SQL's for AND and OR (NOT is never compiled, where it would differ).
+            Predicate::And(left, right) => Ok(left.holds(row, scope)? && right.holds(row, scope)?),
+            Predicate::Or(left, right) => Ok(left.holds(row, scope)? || right.holds(row, scope)?),
             Predicate::General(expr) => Ok(truth(&evaluate(expr, scope)?) == Some(true)),
         }
     }

@@ -226,3 +226,79 @@ fn equi_join_columns(
         },
     }
 }
+
+/// The rows of a change table that a `WHERE` can match, found the way SQL Server's clustered
+/// index on `__$start_lsn` finds them: the top-level `AND` conditions comparing
+/// `__$start_lsn` with a constant narrow the (LSN-ordered) rows by binary search. The whole
+/// `WHERE` is still evaluated on what is left, so this only saves work, never changes a result.
+pub fn seek_change_rows<'a>(
+    rows: &'a [Row],
+    selection: Option<&Expr>,
+    parameters: &Parameters,
+) -> &'a [Row] {
+    let Some(selection) = selection else {
+        return rows;
+    };
+    if !rows
+        .windows(2)
+        .all(|w| super::cdc::start_lsn(&w[0]) <= super::cdc::start_lsn(&w[1]))
+    {
+        return rows;
+    }
+    let (mut low, mut high) = (0, rows.len());
+    let mut conjuncts = vec![selection];
+    while let Some(expr) = conjuncts.pop() {
+        match expr {
+            Expr::Nested(inner) => conjuncts.push(inner),
+            Expr::BinaryOp {
+                left,
+                op: BinaryOperator::And,
+                right,
+            } => {
+                conjuncts.push(left);
+                conjuncts.push(right);
+            }
+            Expr::BinaryOp { left, op, right } if is_start_lsn(left) => {
+                let Ok(bound) = evaluate(right, Scope::constants(parameters)) else {
+                    continue;
+                };
+                let SqlValue::Binary(bound) = bound.value else {
+                    continue;
+                };
+                let at = |before: &dyn Fn(&[u8]) -> bool| {
+                    rows.partition_point(|row| before(super::cdc::start_lsn(row)))
+                };
+                let bound = bound.as_slice();
+                match op {
+                    BinaryOperator::Gt => low = low.max(at(&|lsn| lsn <= bound)),
+                    BinaryOperator::GtEq => low = low.max(at(&|lsn| lsn < bound)),
+                    BinaryOperator::Lt => high = high.min(at(&|lsn| lsn < bound)),
+                    BinaryOperator::LtEq => high = high.min(at(&|lsn| lsn <= bound)),
+                    BinaryOperator::Eq => {
+                        low = low.max(at(&|lsn| lsn < bound));
+                        high = high.min(at(&|lsn| lsn <= bound));
+                    }
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+    if low >= high {
+        &rows[..0]
+    } else {
+        &rows[low..high]
+    }
+}
+
+fn is_start_lsn(expr: &Expr) -> bool {
+    let name = match expr {
+        Expr::Identifier(ident) => ident,
+        Expr::CompoundIdentifier(parts) => match parts.last() {
+            Some(ident) => ident,
+            None => return false,
+        },
+        _ => return false,
+    };
+    name.value.eq_ignore_ascii_case("__$start_lsn")
+}
