@@ -47,9 +47,10 @@ pub fn read_committed(
     let consumer: BaseConsumer = config
         .create()
         .map_err(|e| format!("cannot create the checkpoint reader: {e}"))?;
-    // The end to read to is the log end, not the last stable offset a read_committed client
-    // is told: another unit's open transaction holds the stable offset back, and a newer
-    // checkpoint of ours committed after it would be missed (and its events sent again).
+    // Read to the last stable offset (what read_committed can reach), but only once it has
+    // passed the log end seen now: before that, another unit's open transaction holds it back,
+    // and a newer checkpoint of ours committed after that transaction began would be missed
+    // (and its events sent again).
     let log_end: BaseConsumer = client_config
         .clone()
         .set("isolation.level", "read_uncommitted")
@@ -57,18 +58,38 @@ pub fn read_committed(
         .map_err(|e| format!("cannot create the checkpoint reader: {e}"))?;
     let partitions =
         cdc_service_kit::kafka::topic_partitions(&consumer, topic, Duration::from_secs(10))?;
+    let deadline = Instant::now() + READ_TIMEOUT;
     let mut ends = HashMap::new();
     let mut assignment = TopicPartitionList::new();
     for partition in partitions {
-        let (low, high) = log_end
-            .fetch_watermarks(topic, partition, Duration::from_secs(10))
-            .map_err(|e| format!("cannot read the offsets of {topic}[{partition}]: {e}"))?;
-        if high > low {
-            ends.insert(partition, high);
-            assignment
-                .add_partition_offset(topic, partition, Offset::Beginning)
-                .map_err(|e| e.to_string())?;
+        let watermarks = |client: &BaseConsumer| {
+            client
+                .fetch_watermarks(topic, partition, Duration::from_secs(10))
+                .map_err(|e| format!("cannot read the offsets of {topic}[{partition}]: {e}"))
+        };
+        let (low, log_high) = watermarks(&log_end)?;
+        if log_high <= low {
+            continue;
         }
+        // A read_committed client is told the last stable offset as the high watermark.
+        let stable = loop {
+            let (_, stable) = watermarks(&consumer)?;
+            if stable >= log_high {
+                break stable;
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "{topic}[{partition}]: an open transaction of another work unit kept the \
+                     checkpoints undecided for over {} s",
+                    READ_TIMEOUT.as_secs()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        ends.insert(partition, stable);
+        assignment
+            .add_partition_offset(topic, partition, Offset::Beginning)
+            .map_err(|e| e.to_string())?;
     }
     let mut found: HashMap<Vec<u8>, TableCheckpoint> = HashMap::new();
     if ends.is_empty() {
@@ -77,7 +98,6 @@ pub fn read_committed(
     consumer
         .assign(&assignment)
         .map_err(|e| format!("cannot read {topic}: {e}"))?;
-    let deadline = Instant::now() + READ_TIMEOUT;
     while !ends.is_empty() {
         if Instant::now() > deadline {
             return Err(format!(

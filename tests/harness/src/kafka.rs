@@ -202,10 +202,17 @@ pub fn ends(stack: &Stack, topic: &str) -> std::collections::BTreeMap<i32, i64> 
         .into_iter()
         .map(|p| {
             use rdkafka::consumer::Consumer as _;
-            let (_, high) = consumer
-                .fetch_watermarks(topic, p, Duration::from_secs(10))
-                .unwrap();
-            (p, high)
+            // A topic just created may not have its partition leaders yet: ask again.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                match consumer.fetch_watermarks(topic, p, Duration::from_secs(10)) {
+                    Ok((_, high)) => return (p, high),
+                    Err(_) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                    Err(e) => panic!("cannot read the end offsets of {topic}[{p}]: {e}"),
+                }
+            }
         })
         .collect()
 }
@@ -326,5 +333,56 @@ fn read_of(message: &rdkafka::message::BorrowedMessage<'_>) -> Read {
         key: message.key().unwrap_or_default().to_vec(),
         value: message.payload().unwrap_or_default().to_vec(),
         headers,
+    }
+}
+
+/// Reads everything committed to `topic` when called (every partition, to its last stable
+/// offset), with read_committed; an empty list when the topic does not exist yet.
+pub fn read_committed_to_end(
+    stack: &Stack,
+    group: &str,
+    topic: &str,
+    timeout: Duration,
+) -> Vec<Read> {
+    let consumer: BaseConsumer = client_config(stack)
+        .set("group.id", group)
+        .set("isolation.level", "read_committed")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    if !assign_from_start(&consumer, topic) {
+        return Vec::new();
+    }
+    // A read_committed client is told the last stable offset as the high watermark.
+    let mut ends: BTreeMap<i32, i64> = BTreeMap::new();
+    for element in consumer.assignment().unwrap().elements() {
+        let (_, high) = consumer
+            .fetch_watermarks(topic, element.partition(), Duration::from_secs(10))
+            .unwrap();
+        ends.insert(element.partition(), high);
+    }
+    let deadline = Instant::now() + timeout;
+    let mut records = Vec::new();
+    loop {
+        let positions = consumer.position().unwrap();
+        ends.retain(|partition, end| {
+            *end > 0
+                && positions
+                    .find_partition(topic, *partition)
+                    .and_then(|p| p.offset().to_raw())
+                    .is_none_or(|offset| offset < *end)
+        });
+        if ends.is_empty() {
+            return records;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{topic}: not read to its end within {timeout:?}"
+        );
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(message)) => records.push(read_of(&message)),
+            Some(Err(KafkaError::PartitionEOF(_))) | None => {}
+            Some(Err(e)) => panic!("cannot read {topic}: {e}"),
+        }
     }
 }

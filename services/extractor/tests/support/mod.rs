@@ -219,27 +219,9 @@ raw_topic_partitions = 2
         records.iter().map(Read::event).collect()
     }
 
-    /// Partition -> end offset of `topic` (0 partitions when it does not exist yet).
+    /// Partition -> end offset of `topic` (no partitions while it does not exist).
     pub fn ends(&self, topic: &str) -> BTreeMap<i32, i64> {
-        let consumer: rdkafka::consumer::BaseConsumer =
-            cdc_test_harness::kafka::client_config(&self.stack)
-                .create()
-                .unwrap();
-        let Ok(partitions) =
-            cdc_service_kit::kafka::topic_partitions(&consumer, topic, Duration::from_secs(5))
-        else {
-            return BTreeMap::new();
-        };
-        partitions
-            .into_iter()
-            .filter_map(|p| {
-                use rdkafka::consumer::Consumer as _;
-                let (_, high) = consumer
-                    .fetch_watermarks(topic, p, Duration::from_secs(5))
-                    .ok()?;
-                Some((p, high))
-            })
-            .collect()
+        cdc_test_harness::kafka::ends(&self.stack, topic)
     }
 
     /// A gRPC client of the extractor's own API.
@@ -292,7 +274,14 @@ pub fn final_rows(events: &[ChangeEvent]) -> BTreeMap<Vec<u8>, Vec<Value>> {
 impl Fixture {
     /// Everything committed to the raw topic of `table` so far, in partition and offset order.
     pub fn read_all(&self, table: &TableId) -> Vec<ChangeEvent> {
-        self.read(table, 0, None)
+        let mut records = cdc_test_harness::kafka::read_committed_to_end(
+            &self.stack,
+            &format!("{}-reader", self.topics.prefix),
+            &self.names.raw(table).unwrap(),
+            Duration::from_secs(120),
+        );
+        records.sort_by_key(|r| (r.partition, r.offset));
+        records.iter().map(Read::event).collect()
     }
 
     /// The rows of `table` now, keyed like events, with values as events carry them: read
