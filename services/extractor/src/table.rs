@@ -125,6 +125,8 @@ pub struct TableState {
     pub last_commit_micros: Option<i64>,
     /// Whether the last poll found the stream caught up.
     pub caught_up: bool,
+    /// Snapshots of the table finished by this work unit since it started.
+    pub snapshots_completed: u64,
 }
 
 impl TableState {

@@ -249,6 +249,7 @@ impl Unit {
             stored_at: Instant::now(),
             last_commit_micros: None,
             caught_up: false,
+            snapshots_completed: 0,
         };
         match stored {
             Some(checkpoint) => {
@@ -605,6 +606,7 @@ impl Unit {
                     snapshot_rows_estimated: snapshot.map_or(0, |p| p.rows_estimated),
                     detail,
                     work_partition: self.partition,
+                    snapshots_completed: table.snapshots_completed,
                 },
             );
         }
@@ -851,6 +853,7 @@ async fn advance_snapshot(
             metrics::gauge!(m::SNAPSHOT_ROWS_DONE, "table" => table.name.clone())
                 .set(snapshot.progress.rows_done as f64);
             table.snapshot = None;
+            table.snapshots_completed += 1;
             return Ok(true);
         }
     }
@@ -897,6 +900,7 @@ async fn advance_snapshot(
                 None => {
                     tracing::info!(table = %table.name, rows = snapshot.progress.rows_done, "snapshot done");
                     table.snapshot = None;
+                    table.snapshots_completed += 1;
                     table.dirty = true;
                     return Ok(true);
                 }
