@@ -39,13 +39,7 @@ struct Phase {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let option = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
+    let option = cdc_test_harness::bench::option;
     let rows: i64 = option("--rows").map_or(Ok(1_000_000), |r| r.parse())?;
     let out = option("--out").unwrap_or_else(|| "target/bench/loader.json".to_owned());
 
@@ -136,10 +130,6 @@ async fn main() -> anyhow::Result<()> {
         "loader_rss_mib": rss_kib as f64 / 1024.0,
         "batch_max_rows": 20_000,
     });
-    if let Some(parent) = std::path::Path::new(&out).parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    std::fs::write(&out, serde_json::to_string_pretty(&json)?)?;
-    println!("written to {out}");
+    cdc_test_harness::bench::write_result(&out, &json)?;
     Ok(())
 }

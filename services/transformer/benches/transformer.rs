@@ -86,13 +86,7 @@ fn row(id: i64, generation: i64) -> Vec<Value> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let option = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
+    let option = cdc_test_harness::bench::option;
     let count: usize = option("--events").map_or(Ok(1_000_000), |r| r.parse())?;
     let out = option("--out").unwrap_or_else(|| "target/bench/transformer.json".to_owned());
     // Extra configuration sections to try settings, e.g. `--extra "[batch]\nmax_wait_ms = 500"`.
@@ -197,11 +191,7 @@ async fn main() -> anyhow::Result<()> {
         "transformer_peak_rss_mib": peak_rss_kib as f64 / 1024.0,
         "transformer_rss_mib": rss_kib as f64 / 1024.0,
     });
-    if let Some(parent) = std::path::Path::new(&out).parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    std::fs::write(&out, serde_json::to_string_pretty(&json)?)?;
-    println!("written to {out}");
+    cdc_test_harness::bench::write_result(&out, &json)?;
     Ok(())
 }
 

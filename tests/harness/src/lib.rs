@@ -6,6 +6,7 @@
 // Test support code: panicking with a clear message is how a harness reports a broken setup.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::print_stdout)]
 
+pub mod bench;
 pub mod control;
 pub mod events;
 pub mod grpcurl;
