@@ -50,6 +50,27 @@ impl KafkaConfig {
         }
     }
 
+    /// Settings of a transactional producer with id `transactional_id`: batching for
+    /// throughput, a bounded local queue, then the service's own `properties` on top.
+    pub fn transactional_producer(
+        &self,
+        transactional_id: &str,
+        transaction_timeout_ms: u64,
+        properties: &BTreeMap<String, String>,
+    ) -> ClientConfig {
+        let mut producer = self.client_config();
+        producer
+            .set("transactional.id", transactional_id)
+            .set("transaction.timeout.ms", transaction_timeout_ms.to_string())
+            .set("linger.ms", "5")
+            .set("batch.num.messages", "10000")
+            .set("queue.buffering.max.kbytes", "262144");
+        for (key, value) in properties {
+            producer.set(key, value);
+        }
+        producer
+    }
+
     /// A librdkafka client configuration with the bootstrap servers and extra properties.
     pub fn client_config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();

@@ -141,19 +141,11 @@ impl Unit {
     async fn start(shared: Arc<Shared>, partition: i32) -> anyhow::Result<Unit> {
         let config = &shared.config;
         let id = transactional_id(&config.work.group_id, partition);
-        let mut producer_config = shared.client_config.clone();
-        producer_config
-            .set("transactional.id", &id)
-            .set(
-                "transaction.timeout.ms",
-                config.work.transaction_timeout_ms.to_string(),
-            )
-            .set("linger.ms", "5")
-            .set("batch.num.messages", "10000")
-            .set("queue.buffering.max.kbytes", "262144");
-        for (key, value) in &config.work.producer_properties {
-            producer_config.set(key, value);
-        }
+        let producer_config = config.kafka.transactional_producer(
+            &id,
+            config.work.transaction_timeout_ms,
+            &config.work.producer_properties,
+        );
         let producer: Arc<KafkaProducer> = Arc::new(
             producer_config
                 .create()
@@ -189,7 +181,8 @@ impl Unit {
         .map_err(|e| anyhow!("reading checkpoints panicked: {e}"))?
         .map_err(|e| anyhow!("work unit {partition}: {e}"))?;
 
-        let mut sink = Sink {
+        // The schemas and offsets topics exist: the work group creates them before any unit.
+        let sink = Sink {
             producer,
             topics: shared.topics.clone(),
             creator: Arc::clone(&shared.creator),
@@ -202,7 +195,6 @@ impl Unit {
             events: 0,
             headers: OwnedHeaders::new(),
         };
-        sink.ensure(&shared.topics.schemas(), 1, true).await?;
         let mut unit = Unit {
             shared,
             partition,
@@ -562,7 +554,6 @@ impl Unit {
             }
             let payload = table.checkpoint(written_at).encode_to_vec();
             self.sink.begin().await?;
-            self.sink.ensure(&topic, 1, true).await?;
             self.sink
                 .send(&topic, &table.checkpoint_key, &payload, None)
                 .await
@@ -948,23 +939,18 @@ impl Sink {
         Ok(())
     }
 
-    async fn ensure(
-        &mut self,
-        topic: &str,
-        partitions: i32,
-        compacted: bool,
-    ) -> anyhow::Result<()> {
+    /// Creates a raw table topic on its first use in this unit.
+    async fn ensure_raw_topic(&mut self, topic: &str) -> anyhow::Result<()> {
         if self.ensured_topics.contains(topic) {
             return Ok(());
         }
         let creator = Arc::clone(&self.creator);
         let name = topic.to_owned();
-        tokio::task::spawn_blocking(move || {
-            creator.ensure_partitions(&name, partitions, compacted)
-        })
-        .await
-        .map_err(|e| anyhow!("creating a topic panicked: {e}"))?
-        .map_err(|e| anyhow!(e))?;
+        let partitions = self.raw_partitions;
+        tokio::task::spawn_blocking(move || creator.ensure_partitions(&name, partitions, false))
+            .await
+            .map_err(|e| anyhow!("creating a topic panicked: {e}"))?
+            .map_err(|e| anyhow!(e))?;
         self.ensured_topics.insert(topic.to_owned());
         Ok(())
     }
@@ -993,7 +979,7 @@ impl Sink {
             .and_then(|s| s.table.as_ref())
             .ok_or_else(|| anyhow!("an event without its table"))?;
         let topic = self.topics.raw(table_id)?;
-        self.ensure(&topic, self.raw_partitions, false).await?;
+        self.ensure_raw_topic(&topic).await?;
         let payload = event.encode_to_vec();
         let headers = self.headers.clone();
         self.send(&topic, key, &payload, Some(headers))

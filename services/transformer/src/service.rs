@@ -143,20 +143,11 @@ fn consumer_config(config: &TransformerConfig) -> ClientConfig {
 }
 
 fn producer_config(config: &TransformerConfig, transactional_id: &str) -> ClientConfig {
-    let mut producer = config.kafka.client_config();
-    producer
-        .set("transactional.id", transactional_id)
-        .set(
-            "transaction.timeout.ms",
-            config.producer.transaction_timeout_ms.to_string(),
-        )
-        .set("linger.ms", "5")
-        .set("batch.num.messages", "10000")
-        .set("queue.buffering.max.kbytes", "262144");
-    for (key, value) in &config.producer.properties {
-        producer.set(key, value);
-    }
-    producer
+    config.kafka.transactional_producer(
+        transactional_id,
+        config.producer.transaction_timeout_ms,
+        &config.producer.properties,
+    )
 }
 
 fn describe_errors(errors: &[cdc_service_kit::FieldError]) -> String {

@@ -179,6 +179,9 @@ discovery_interval_ms = 500
 group_id = "{prefix}-extractor"
 partitions = 4
 raw_topic_partitions = 2
+# A killed instance's open transactions end within seconds (the default is a minute): until
+# they do, the next owner's checkpoint read waits for them.
+transaction_timeout_ms = 10000
 
 {extra}
 "#,
