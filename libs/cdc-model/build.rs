@@ -6,6 +6,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "../../proto/cdc/v1/value.proto",
         "../../proto/cdc/v1/schema.proto",
         "../../proto/cdc/v1/event.proto",
+        "../../proto/cdc/v1/command.proto",
     ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");
