@@ -29,6 +29,6 @@ pub use config::{
 };
 pub use error::{Error, FieldError, Result};
 pub use kafka::KafkaConfig;
-pub use runtime::{ServiceContext, Started};
+pub use runtime::{Secrets, ServiceContext, Started};
 pub use secrets::SecretRef;
 pub use state::ServiceState;

@@ -49,6 +49,14 @@ pub struct Secrets {
 }
 
 impl Secrets {
+    /// Secrets given directly, by configuration key (tests and tools that resolve them
+    /// themselves).
+    pub fn from_values(by_key: HashMap<&'static str, SecretString>) -> Secrets {
+        Secrets {
+            by_key: Arc::new(by_key),
+        }
+    }
+
     /// The secret stored under configuration key `key` (as listed by
     /// [`ServiceConfig::secret_refs`]).
     pub fn get(&self, key: &str) -> anyhow::Result<&SecretString> {
@@ -108,14 +116,35 @@ where
     runtime.block_on(run(spec, config, file, cli.check_config, start))
 }
 
-fn report_startup_error(spec: &ServiceSpec, error: &Error) -> ExitCode {
-    eprintln!("{}: {error}", spec.binary_name());
+/// For one-shot commands of a service binary (such as `cdc-reconciler run`): reads the
+/// configuration file (or `CDC_<SERVICE>_CONFIG`) and resolves every secret, as the service
+/// would at start-up, without serving anything. Errors name the key; exit with
+/// [`exit_code`] of them.
+pub async fn load_for_command<C: ServiceConfig>(
+    spec: &ServiceSpec,
+    file: Option<PathBuf>,
+) -> Result<(C, Secrets), Error> {
+    let file =
+        file.or_else(|| std::env::var_os(format!("{}_CONFIG", spec.env_prefix())).map(PathBuf::from));
+    let config: C = crate::config::load(spec, file.as_deref())?;
+    let resolver = SecretResolver::connect(config.vault())?;
+    let secrets = resolve_all(&resolver, &config).await?;
+    Ok((config, secrets))
+}
+
+/// The exit code for an error of start-up: 2 for configuration and secrets, 1 otherwise.
+pub fn exit_code(error: &Error) -> ExitCode {
     match error {
         Error::ConfigSource(_) | Error::ConfigInvalid(_) | Error::Secret { .. } => {
             ExitCode::from(EXIT_CONFIG)
         }
         _ => ExitCode::FAILURE,
     }
+}
+
+fn report_startup_error(spec: &ServiceSpec, error: &Error) -> ExitCode {
+    eprintln!("{}: {error}", spec.binary_name());
+    exit_code(error)
 }
 
 async fn run<C, F, Fut>(

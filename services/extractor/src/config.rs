@@ -361,54 +361,9 @@ impl ServiceConfig for ExtractorConfig {
 
     fn validate_service(&self, errors: &mut Vec<FieldError>) {
         self.kafka.validate(errors);
-        let mut check = |ok: bool, key: &str, message: &str| {
-            if !ok {
-                errors.push(field_error(key, message.to_owned()));
-            }
-        };
-        let source = &self.source;
-        check(
-            !source.server_name.trim().is_empty(),
-            "source.server_name",
-            "must not be empty",
-        );
-        check(
-            !source.host.trim().is_empty(),
-            "source.host",
-            "must not be empty",
-        );
-        check(
-            !source.user.trim().is_empty(),
-            "source.user",
-            "must not be empty",
-        );
-        check(
-            !source.databases.is_empty() && source.databases.iter().all(|d| !d.trim().is_empty()),
-            "source.databases",
-            "expected at least one database name",
-        );
-        check(
-            (100..=600_000).contains(&source.connect_timeout_ms),
-            "source.connect_timeout_ms",
-            "expected 100 to 600000",
-        );
-        check(
-            !(source.trust_server_certificate && source.encryption == Encryption::Off),
-            "source.trust_server_certificate",
-            "has no meaning with `encryption = \"off\"`",
-        );
-        check(
-            !self.tables.include.is_empty(),
-            "tables.include",
-            "expected at least one pattern (`*` for every table)",
-        );
-        for (name, columns) in self.tables.keys.iter().chain(&self.tables.exclude_columns) {
-            check(
-                name.split('.').count() == 3 && !columns.is_empty(),
-                &format!("tables.keys.\"{name}\""),
-                "expected `\"database.schema.table\" = [\"column\", …]`",
-            );
-        }
+        self.source.validate(errors);
+        self.tables.validate(errors);
+        let mut check = |ok: bool, key: &str, message: &str| require(errors, ok, key, message);
         let snapshot = &self.snapshot;
         check(
             (1..=1_000_000).contains(&snapshot.chunk_rows),
@@ -472,5 +427,69 @@ impl ServiceConfig for ExtractorConfig {
             "work.transaction_timeout_ms",
             "expected 1000 to 900000 (the broker's default maximum is 900000)",
         );
+    }
+}
+
+impl SourceConfig {
+    /// Checks the `[source]` section, naming each bad key.
+    pub fn validate(&self, errors: &mut Vec<FieldError>) {
+        let source = self;
+        let mut check = |ok: bool, key: &str, message: &str| require(errors, ok, key, message);
+        check(
+            !source.server_name.trim().is_empty(),
+            "source.server_name",
+            "must not be empty",
+        );
+        check(
+            !source.host.trim().is_empty(),
+            "source.host",
+            "must not be empty",
+        );
+        check(
+            !source.user.trim().is_empty(),
+            "source.user",
+            "must not be empty",
+        );
+        check(
+            !source.databases.is_empty() && source.databases.iter().all(|d| !d.trim().is_empty()),
+            "source.databases",
+            "expected at least one database name",
+        );
+        check(
+            (100..=600_000).contains(&source.connect_timeout_ms),
+            "source.connect_timeout_ms",
+            "expected 100 to 600000",
+        );
+        check(
+            !(source.trust_server_certificate && source.encryption == Encryption::Off),
+            "source.trust_server_certificate",
+            "has no meaning with `encryption = \"off\"`",
+        );
+    }
+}
+
+impl TablesConfig {
+    /// Checks the `[tables]` section, naming each bad key.
+    pub fn validate(&self, errors: &mut Vec<FieldError>) {
+        let mut check = |ok: bool, key: &str, message: &str| require(errors, ok, key, message);
+        check(
+            !self.include.is_empty(),
+            "tables.include",
+            "expected at least one pattern (`*` for every table)",
+        );
+        for (name, columns) in self.keys.iter().chain(&self.exclude_columns) {
+            check(
+                name.split('.').count() == 3 && !columns.is_empty(),
+                &format!("tables.keys.\"{name}\""),
+                "expected `\"database.schema.table\" = [\"column\", …]`",
+            );
+        }
+    }
+}
+
+/// Records `message` against `key` unless `ok`.
+fn require(errors: &mut Vec<FieldError>, ok: bool, key: &str, message: &str) {
+    if !ok {
+        errors.push(field_error(key, message.to_owned()));
     }
 }

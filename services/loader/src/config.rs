@@ -247,46 +247,15 @@ impl ServiceConfig for LoaderConfig {
 
     fn validate_service(&self, errors: &mut Vec<FieldError>) {
         self.kafka.validate(errors);
-        self.validate_postgres(errors);
+        self.postgres.validate(errors);
         self.validate_target(errors);
         self.validate_limits(errors);
     }
 }
 
 impl LoaderConfig {
-    fn validate_postgres(&self, errors: &mut Vec<FieldError>) {
-        match url::Url::parse(&self.postgres.url) {
-            Ok(url) if !matches!(url.scheme(), "postgres" | "postgresql") => errors.push(
-                field_error("postgres.url", "expected a postgres:// URL".to_owned()),
-            ),
-            Ok(url) if url.password().is_some() => errors.push(field_error(
-                "postgres.url",
-                "holds a password; put it in `postgres.password` as a secret reference".to_owned(),
-            )),
-            Ok(_) => {}
-            Err(e) => errors.push(field_error("postgres.url", format!("not a URL: {e}"))),
-        }
-    }
-
     fn validate_target(&self, errors: &mut Vec<FieldError>) {
-        for (key, name) in [
-            ("target.schema", &self.target.schema),
-            ("target.state_schema", &self.target.state_schema),
-        ] {
-            if let Err(reason) = crate::naming::check_identifier(name) {
-                errors.push(field_error(key, reason));
-            }
-        }
-        if self.target.schema == self.target.state_schema {
-            errors.push(field_error(
-                "target.state_schema",
-                "must differ from target.schema, so no source table can collide with the loader's own"
-                    .to_owned(),
-            ));
-        }
-        if let Err(reason) = TableNameTemplate::parse(&self.target.table_name) {
-            errors.push(field_error("target.table_name", reason));
-        }
+        self.target.validate(errors);
         self.consumer.validate(errors);
     }
 
@@ -334,6 +303,47 @@ impl LoaderConfig {
                 "retry.max_backoff_ms",
                 "must be at least retry.initial_backoff_ms".to_owned(),
             ));
+        }
+    }
+}
+
+impl PostgresConfig {
+    /// Checks the `[postgres]` section, naming each bad key.
+    pub fn validate(&self, errors: &mut Vec<FieldError>) {
+        match url::Url::parse(&self.url) {
+            Ok(url) if !matches!(url.scheme(), "postgres" | "postgresql") => errors.push(
+                field_error("postgres.url", "expected a postgres:// URL".to_owned()),
+            ),
+            Ok(url) if url.password().is_some() => errors.push(field_error(
+                "postgres.url",
+                "holds a password; put it in `postgres.password` as a secret reference".to_owned(),
+            )),
+            Ok(_) => {}
+            Err(e) => errors.push(field_error("postgres.url", format!("not a URL: {e}"))),
+        }
+    }
+}
+
+impl TargetConfig {
+    /// Checks the `[target]` section, naming each bad key.
+    pub fn validate(&self, errors: &mut Vec<FieldError>) {
+        for (key, name) in [
+            ("target.schema", &self.schema),
+            ("target.state_schema", &self.state_schema),
+        ] {
+            if let Err(reason) = crate::naming::check_identifier(name) {
+                errors.push(field_error(key, reason));
+            }
+        }
+        if self.schema == self.state_schema {
+            errors.push(field_error(
+                "target.state_schema",
+                "must differ from target.schema, so no source table can collide with the loader's own"
+                    .to_owned(),
+            ));
+        }
+        if let Err(reason) = TableNameTemplate::parse(&self.table_name) {
+            errors.push(field_error("target.table_name", reason));
         }
     }
 }

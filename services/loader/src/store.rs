@@ -88,8 +88,13 @@ impl Connector {
 
     /// A small pool, for offset look-ups and the control API.
     pub fn pool(&self) -> PgPool {
+        self.pool_of(2)
+    }
+
+    /// A pool of at most `max_connections`, connecting on first use.
+    pub fn pool_of(&self, max_connections: u32) -> PgPool {
         PgPoolOptions::new()
-            .max_connections(2)
+            .max_connections(max_connections)
             .acquire_timeout(self.connect_timeout)
             .connect_lazy_with(self.options.clone())
     }
