@@ -1,140 +1,88 @@
-//! CAST and implicit conversion between SQL Server types, with SQL Server's errors.
+//! CAST, CONVERT and implicit conversion between SQL Server types, with SQL Server's results
+//! (string forms, rounding, padding and truncation) and its errors.
+//!
+//! Text of `char`/`varchar` types depends on the code page of its collation (see
+//! [`super::collation`]); [`cast`] takes the code page of each side, the shorter entry points
+//! assume the default collation's (1252).
 
-use super::datatype::name;
+use std::fmt::Write as _;
+
+use super::collation::{self, CodePage};
+use super::datatype::{self, name};
 use super::error::{self, SqlError};
 use super::temporal;
-use crate::tds::types::{SqlType, SqlValue};
+use crate::tds::types::{DAYS_TO_1900, SqlType, SqlValue, TICKS_PER_DAY};
 
 type Result<T> = std::result::Result<T, SqlError>;
 
-/// `CONVERT(to, value, style)`: styles 2 (binary ↔ hex without `0x`), 23 (`yyyy-mm-dd`),
-/// 120 (`yyyy-mm-dd hh:mi:ss`), 121 and 126 (ODBC/ISO with fractional seconds) for date and
-/// time to text; any other style, or none, converts as CAST does.
+/// Converts `value` of type `from` to type `to`, as CAST does, in the default collation.
+pub fn convert(value: SqlValue, from: SqlType, to: SqlType) -> Result<SqlValue> {
+    cast(value, from, to, None, CodePage::Cp1252, CodePage::Cp1252)
+}
+
+/// `CONVERT(to, value, style)` in the default collation.
 pub fn convert_with_style(
     value: SqlValue,
     from: SqlType,
     to: SqlType,
     style: Option<i64>,
 ) -> Result<SqlValue> {
-    let to_text = matches!(
-        to,
-        SqlType::Char { .. }
-            | SqlType::VarChar { .. }
-            | SqlType::NChar { .. }
-            | SqlType::NVarChar { .. }
-    );
-    match (style, &value) {
-        (Some(2), SqlValue::Binary(bytes)) if to_text => {
-            let hex: String = bytes.iter().map(|b| format!("{b:02X}")).collect();
-            convert(SqlValue::Text(hex), SqlType::VarChar { length: None }, to)
-        }
-        (
-            Some(23 | 120 | 121 | 126),
-            SqlValue::Date(_) | SqlValue::DateTime { .. } | SqlValue::DateTimeOffset { .. },
-        ) if to_text => {
-            // A datetime holds 1/300 s ticks and shows them rounded to the millisecond.
-            let shown = match (&value, from) {
-                (SqlValue::DateTime { days, ticks }, SqlType::DateTime) => SqlValue::DateTime {
-                    days: *days,
-                    ticks: (ticks + 5_000) / 10_000 * 10_000,
-                },
-                _ => value.clone(),
-            };
-            let Some(text) =
-                temporal::format(&shown).map(|t| with_fraction_digits(&t, fraction_digits(from)))
-            else {
-                return convert(value, from, to);
-            };
-            let styled = match style {
-                Some(23) => text.chars().take(10).collect(),
-                Some(120) => text.chars().take(19).collect(),
-                Some(126) => text.replacen(' ', "T", 1),
-                _ => text,
-            };
-            convert(
-                SqlValue::Text(styled),
-                SqlType::VarChar { length: None },
-                to,
-            )
-        }
-        _ => convert(value, from, to),
-    }
+    cast(value, from, to, style, CodePage::Cp1252, CodePage::Cp1252)
 }
 
-/// Fractional-second digits a date/time type shows when converted to text.
-fn fraction_digits(sql_type: SqlType) -> usize {
-    match sql_type {
-        SqlType::DateTime => 3,
-        SqlType::SmallDateTime | SqlType::Date => 0,
-        SqlType::Time { scale }
-        | SqlType::DateTime2 { scale }
-        | SqlType::DateTimeOffset { scale } => usize::from(scale),
-        _ => 7,
-    }
-}
-
-/// `text` (with 7 fractional digits) cut to `digits` of them; the point goes when none remain.
-fn with_fraction_digits(text: &str, digits: usize) -> String {
-    let Some(point) = text.find('.') else {
-        return text.to_owned();
-    };
-    let fraction_end = point
-        + 1
-        + text[point + 1..]
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .count();
-    let kept = if digits == 0 {
-        point
-    } else {
-        point + 1 + digits.min(7)
-    };
-    format!(
-        "{}{}",
-        &text[..kept.min(fraction_end)],
-        &text[fraction_end..]
-    )
-}
-
-/// Converts `value` of type `from` to type `to`.
-pub fn convert(value: SqlValue, from: SqlType, to: SqlType) -> Result<SqlValue> {
+/// Converts `value` of type `from` to `to` with an optional CONVERT `style`; `from_page` and
+/// `to_page` are the code pages of `char`/`varchar` text on either side.
+///
+/// Styles: 0, 1, 2 for binary ↔ character (raw bytes, `0x` hex, bare hex); 0, 1, 2 for float
+/// and real to text (6 significant digits, 8 and 16 in scientific notation); 0, 1, 2, 126
+/// for money to text; the date and time styles of [`temporal::to_text`].
+pub fn cast(
+    value: SqlValue,
+    from: SqlType,
+    to: SqlType,
+    style: Option<i64>,
+    from_page: CodePage,
+    to_page: CodePage,
+) -> Result<SqlValue> {
     if value == SqlValue::Null {
         return Ok(SqlValue::Null);
     }
-    let not_allowed = || error::conversion_not_allowed(&name(from), &name(to));
+    let not_allowed = || error::conversion_not_allowed(&base_name(from), &base_name(to));
+    if datatype::conversion(from, to) == datatype::Conversion::NotAllowed {
+        return Err(not_allowed());
+    }
     match to {
         SqlType::TinyInt | SqlType::SmallInt | SqlType::Int | SqlType::BigInt => {
-            to_integer(value, to).ok_or_else(not_allowed)?
+            to_integer(value, from, to, from_page)
         }
-        SqlType::Bit => match value {
-            SqlValue::Bit(b) => Ok(SqlValue::Bit(b)),
-            SqlValue::Int(i) => Ok(SqlValue::Bit(i != 0)),
-            SqlValue::Text(t) => match t.trim().to_ascii_lowercase().as_str() {
-                "1" | "true" => Ok(SqlValue::Bit(true)),
-                "0" | "false" => Ok(SqlValue::Bit(false)),
-                _ => Err(error::conversion_failed(&t, "bit")),
-            },
-            _ => Err(not_allowed()),
-        },
-        SqlType::Decimal { precision, scale } => {
-            to_decimal(value, precision, scale, to).ok_or_else(not_allowed)?
-        }
-        SqlType::Money => to_decimal(value, 19, 4, to).ok_or_else(not_allowed)?,
-        SqlType::SmallMoney => to_decimal(value, 10, 4, to).ok_or_else(not_allowed)?,
-        SqlType::Float | SqlType::Real => to_float(value, to).ok_or_else(not_allowed)?,
+        SqlType::Bit => to_bit(value, from),
+        SqlType::Decimal { precision, scale } => to_decimal(value, from, precision, scale, to),
+        SqlType::Money => to_decimal(value, from, 19, 4, to),
+        SqlType::SmallMoney => to_decimal(value, from, 10, 4, to),
+        SqlType::Float | SqlType::Real => to_float(value, from, to),
         SqlType::Char { .. }
         | SqlType::VarChar { .. }
         | SqlType::NChar { .. }
-        | SqlType::NVarChar { .. }
-        | SqlType::Xml => to_text(value, to).ok_or_else(not_allowed),
+        | SqlType::NVarChar { .. } => to_text(value, from, to, style, from_page, to_page),
+        SqlType::Xml => match value {
+            SqlValue::Text(text) => Ok(SqlValue::Text(text)),
+            _ => Err(not_allowed()),
+        },
         SqlType::Binary { .. } | SqlType::VarBinary { .. } => {
-            to_binary(value, from, to).ok_or_else(not_allowed)
+            to_binary(value, from, to, style, from_page)
         }
         SqlType::UniqueIdentifier => match value {
             SqlValue::Guid(g) => Ok(SqlValue::Guid(g)),
             SqlValue::Text(t) => parse_guid(&t)
                 .map(SqlValue::Guid)
-                .ok_or_else(|| error::conversion_failed(&t, "uniqueidentifier")),
+                .ok_or_else(error::guid_conversion_failed),
+            SqlValue::Binary(mut bytes) => {
+                bytes.resize(16, 0);
+                let mut wire = [0u8; 16];
+                wire.copy_from_slice(&bytes);
+                // Stored order to textual order (the same swap both ways).
+                Ok(SqlValue::Guid(crate::tds::types::guid_wire_order(&wire)))
+            }
             _ => Err(not_allowed()),
         },
         SqlType::Date
@@ -142,8 +90,14 @@ pub fn convert(value: SqlValue, from: SqlType, to: SqlType) -> Result<SqlValue> 
         | SqlType::DateTime
         | SqlType::SmallDateTime
         | SqlType::DateTime2 { .. }
-        | SqlType::DateTimeOffset { .. } => temporal::convert(value, to).ok_or_else(not_allowed)?,
+        | SqlType::DateTimeOffset { .. } => to_temporal(value, from, to).ok_or_else(not_allowed)?,
     }
+}
+
+/// A type's name without its length, as conversion messages print it.
+fn base_name(sql_type: SqlType) -> String {
+    let full = name(sql_type);
+    full.split('(').next().unwrap_or(&full).to_owned()
 }
 
 fn integer_range(sql_type: SqlType) -> (i128, i128) {
@@ -155,26 +109,108 @@ fn integer_range(sql_type: SqlType) -> (i128, i128) {
     }
 }
 
-fn to_integer(value: SqlValue, to: SqlType) -> Option<Result<SqlValue>> {
+/// Bytes of an integer type.
+fn integer_width(sql_type: SqlType) -> usize {
+    match sql_type {
+        SqlType::TinyInt | SqlType::Bit => 1,
+        SqlType::SmallInt => 2,
+        SqlType::Int => 4,
+        _ => 8,
+    }
+}
+
+fn to_integer(value: SqlValue, from: SqlType, to: SqlType, _page: CodePage) -> Result<SqlValue> {
     let whole: i128 = match value {
         SqlValue::Int(i) => i128::from(i),
         SqlValue::Bit(b) => i128::from(b),
         // Decimal and float to integer truncate toward zero, as CAST does.
         SqlValue::Decimal { unscaled, scale } => unscaled / 10i128.pow(u32::from(scale)),
         SqlValue::Float(f) if f.is_finite() && f.abs() < 1e38 => f.trunc() as i128,
-        SqlValue::Float(_) => return Some(Err(error::overflow(&name(to)))),
-        SqlValue::Text(t) => match t.trim().parse::<i128>() {
-            Ok(i) => i,
-            Err(_) => return Some(Err(error::conversion_failed(&t, &name(to)))),
-        },
-        _ => return None,
+        SqlValue::Float(_) => return Err(error::overflow(&name(to))),
+        SqlValue::Text(t) => return text_to_integer(&t, from, to),
+        // Binary to integer: the rightmost bytes of the target's width, zero-extended on the
+        // left, read big-endian (0xFFFFFFFF as bigint is 4294967295, as int is -1).
+        SqlValue::Binary(bytes) => {
+            let width = integer_width(to);
+            let tail = &bytes[bytes.len().saturating_sub(width)..];
+            let mut buffer = [0u8; 8];
+            buffer[8 - tail.len()..].copy_from_slice(tail);
+            let unsigned = u64::from_be_bytes(buffer);
+            let value = match to {
+                SqlType::TinyInt => i64::from(unsigned as u8),
+                SqlType::SmallInt => i64::from(unsigned as u16 as i16),
+                SqlType::Int => i64::from(unsigned as u32 as i32),
+                _ => unsigned as i64,
+            };
+            return Ok(SqlValue::Int(value));
+        }
+        // datetime to an integer: days since 1900-01-01, rounded (noon and later round up).
+        SqlValue::DateTime { days, ticks }
+            if matches!(from, SqlType::DateTime | SqlType::SmallDateTime) =>
+        {
+            i128::from(days - DAYS_TO_1900) + i128::from(ticks >= TICKS_PER_DAY / 2)
+        }
+        _ => {
+            return Err(error::conversion_not_allowed(
+                &base_name(from),
+                &base_name(to),
+            ));
+        }
     };
     let (low, high) = integer_range(to);
-    Some(if (low..=high).contains(&whole) {
+    if (low..=high).contains(&whole) {
         Ok(SqlValue::Int(whole as i64))
     } else {
         Err(error::overflow(&name(to)))
-    })
+    }
+}
+
+/// Integer text: optional spaces and sign around digits; an empty string is 0.
+fn text_to_integer(text: &str, from: SqlType, to: SqlType) -> Result<SqlValue> {
+    let trimmed = text.trim_matches(|c: char| c == ' ' || c == '\t');
+    let digits = trimmed.strip_prefix(['+', '-']).unwrap_or(trimmed);
+    if trimmed.is_empty() {
+        return Ok(SqlValue::Int(0));
+    }
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(error::conversion_failed_value(
+            &base_name(from),
+            text,
+            &base_name(to),
+        ));
+    }
+    let (low, high) = integer_range(to);
+    match trimmed.parse::<i128>() {
+        Ok(value) if (low..=high).contains(&value) => Ok(SqlValue::Int(value as i64)),
+        _ => Err(error::conversion_overflowed(
+            &base_name(from),
+            text,
+            &base_name(to),
+        )),
+    }
+}
+
+fn to_bit(value: SqlValue, from: SqlType) -> Result<SqlValue> {
+    Ok(SqlValue::Bit(match value {
+        SqlValue::Bit(b) => b,
+        SqlValue::Int(i) => i != 0,
+        SqlValue::Decimal { unscaled, .. } => unscaled != 0,
+        SqlValue::Float(f) => f != 0.0,
+        SqlValue::Binary(bytes) => bytes.iter().any(|b| *b != 0),
+        SqlValue::Text(t) => match t.trim().to_ascii_lowercase().as_str() {
+            "true" => true,
+            "false" => false,
+            _ => match text_to_integer(&t, from, SqlType::BigInt) {
+                Ok(SqlValue::Int(i)) => i != 0,
+                _ => {
+                    return Err(error::conversion_failed_value(&base_name(from), &t, "bit"));
+                }
+            },
+        },
+        _ => {
+            return Err(error::conversion_not_allowed(&base_name(from), "bit"));
+        }
+    }))
 }
 
 /// `unscaled` at `from` scale, rescaled to `to` scale, rounding halves away from zero.
@@ -182,7 +218,7 @@ pub fn rescale(unscaled: i128, from: u8, to: u8) -> Option<i128> {
     if to >= from {
         unscaled.checked_mul(10i128.checked_pow(u32::from(to - from))?)
     } else {
-        let factor = 10i128.pow(u32::from(from - to));
+        let factor = 10i128.checked_pow(u32::from(from - to))?;
         let (quotient, remainder) = (unscaled / factor, unscaled % factor);
         Some(if remainder.abs() * 2 >= factor {
             quotient + unscaled.signum()
@@ -192,8 +228,19 @@ pub fn rescale(unscaled: i128, from: u8, to: u8) -> Option<i128> {
     }
 }
 
-fn to_decimal(value: SqlValue, precision: u8, scale: u8, to: SqlType) -> Option<Result<SqlValue>> {
-    let overflow = || error::overflow(&name(to));
+fn to_decimal(
+    value: SqlValue,
+    from: SqlType,
+    precision: u8,
+    scale: u8,
+    to: SqlType,
+) -> Result<SqlValue> {
+    let overflow = || match to {
+        SqlType::Decimal { .. } => {
+            error::overflow_converting(&overflow_source_name(from), "numeric")
+        }
+        _ => error::overflow(&name(to)),
+    };
     let unscaled = match value {
         SqlValue::Int(i) => rescale(i128::from(i), 0, scale),
         SqlValue::Bit(b) => rescale(i128::from(b), 0, scale),
@@ -205,17 +252,83 @@ fn to_decimal(value: SqlValue, precision: u8, scale: u8, to: SqlType) -> Option<
             let scaled = (f * 10f64.powi(i32::from(scale))).round();
             (scaled.is_finite() && scaled.abs() < 1e38).then_some(scaled as i128)
         }
-        SqlValue::Text(t) => match parse_decimal(&t) {
-            Some((unscaled, from)) => rescale(unscaled, from, scale),
-            None => return Some(Err(error::conversion_failed(&t, &name(to)))),
-        },
-        _ => return None,
+        SqlValue::Text(t) => {
+            let money = matches!(to, SqlType::Money | SqlType::SmallMoney);
+            // Money also reads a currency sign and thousands separators.
+            let cleaned: String = if money {
+                t.trim()
+                    .trim_start_matches('$')
+                    .chars()
+                    .filter(|c| *c != ',')
+                    .collect()
+            } else {
+                t.trim().to_owned()
+            };
+            match parse_decimal(&cleaned) {
+                Some((unscaled, from)) => rescale(unscaled, from, scale),
+                None if cleaned.is_empty() && money => Some(0),
+                None if money => {
+                    return Err(crate::tds::token::ServerMessage {
+                        number: 235,
+                        state: 0,
+                        class: 16,
+                        text: format!(
+                            "Cannot convert a char value to {}. The char value has incorrect syntax.",
+                            base_name(to)
+                        ),
+                    });
+                }
+                None => {
+                    return Err(error::converting_data_type(
+                        &base_name(from),
+                        &base_name(to).replace("decimal", "numeric"),
+                    ));
+                }
+            }
+        }
+        SqlValue::Binary(_) => {
+            return Err(error::not_implemented(
+                "conversion of binary to decimal (SQL Server reads its internal format)",
+            ));
+        }
+        SqlValue::DateTime { .. } if matches!(to, SqlType::Money | SqlType::SmallMoney) => {
+            return Err(error::conversion_not_allowed(
+                &base_name(from),
+                &base_name(to),
+            ));
+        }
+        SqlValue::DateTime { days, ticks } => {
+            let day_fraction = (i128::from(days - DAYS_TO_1900) * i128::from(TICKS_PER_DAY)
+                + i128::from(ticks)) as f64
+                / TICKS_PER_DAY as f64;
+            let scaled = (day_fraction * 10f64.powi(i32::from(scale))).round();
+            (scaled.abs() < 1e38).then_some(scaled as i128)
+        }
+        _ => {
+            return Err(error::conversion_not_allowed(
+                &base_name(from),
+                &base_name(to),
+            ));
+        }
     };
-    let limit = 10i128.pow(u32::from(precision));
-    Some(match unscaled {
-        Some(unscaled) if unscaled.abs() < limit => Ok(SqlValue::Decimal { unscaled, scale }),
+    let fits = |unscaled: i128| match to {
+        SqlType::Money => i64::try_from(unscaled).is_ok(),
+        SqlType::SmallMoney => i32::try_from(unscaled).is_ok(),
+        _ => unscaled.abs() < 10i128.pow(u32::from(precision)),
+    };
+    match unscaled {
+        Some(unscaled) if fits(unscaled) => Ok(SqlValue::Decimal { unscaled, scale }),
         _ => Err(overflow()),
-    })
+    }
+}
+
+/// How an overflow message names the source type (`int`, `numeric`, `float`, `varchar`).
+fn overflow_source_name(from: SqlType) -> String {
+    match from {
+        SqlType::Decimal { .. } => "numeric".to_owned(),
+        SqlType::Real => "real".to_owned(),
+        other => base_name(other),
+    }
 }
 
 /// Parses `-12.340` into (unscaled, scale).
@@ -234,139 +347,557 @@ pub fn parse_decimal(text: &str) -> Option<(i128, u8)> {
     {
         return None;
     }
-    let digits = format!("{whole}{fraction}");
-    let magnitude: i128 = if digits.trim_start_matches('0').is_empty() {
-        0
-    } else {
-        digits.trim_start_matches('0').parse().ok()?
-    };
+    let mut magnitude: i128 = 0;
+    for digit in whole.bytes().chain(fraction.bytes()) {
+        magnitude = magnitude
+            .checked_mul(10)?
+            .checked_add(i128::from(digit - b'0'))?;
+    }
     Some((
         if negative { -magnitude } else { magnitude },
         u8::try_from(fraction.len()).ok()?,
     ))
 }
 
-fn to_float(value: SqlValue, to: SqlType) -> Option<Result<SqlValue>> {
+fn to_float(value: SqlValue, from: SqlType, to: SqlType) -> Result<SqlValue> {
     let float = match value {
         SqlValue::Int(i) => i as f64,
         SqlValue::Bit(b) => f64::from(u8::from(b)),
         SqlValue::Decimal { unscaled, scale } => unscaled as f64 / 10f64.powi(i32::from(scale)),
         SqlValue::Float(f) => f,
         SqlValue::Text(t) => match t.trim().parse::<f64>() {
-            Ok(f) => f,
-            Err(_) => return Some(Err(error::conversion_failed(&t, &name(to)))),
+            Ok(f) if f.is_finite() => f,
+            _ if t.trim().is_empty() => 0.0,
+            _ => {
+                return Err(error::converting_data_type(
+                    &base_name(from),
+                    &base_name(to),
+                ));
+            }
         },
-        _ => return None,
+        SqlValue::DateTime { days, ticks }
+            if matches!(from, SqlType::DateTime | SqlType::SmallDateTime) =>
+        {
+            f64::from(days - DAYS_TO_1900) + ticks as f64 / TICKS_PER_DAY as f64
+        }
+        _ => {
+            return Err(error::conversion_not_allowed(
+                &base_name(from),
+                &base_name(to),
+            ));
+        }
     };
     // A real holds binary32: round through it so the value is what the column stores.
-    Some(Ok(SqlValue::Float(if to == SqlType::Real {
-        f64::from(float as f32)
-    } else {
-        float
-    })))
+    if to == SqlType::Real {
+        let single = float as f32;
+        if single.is_infinite() {
+            return Err(error::overflow("real"));
+        }
+        return Ok(SqlValue::Float(f64::from(single)));
+    }
+    Ok(SqlValue::Float(float))
 }
 
-fn to_text(value: SqlValue, to: SqlType) -> Option<SqlValue> {
-    let text = match value {
-        SqlValue::Text(t) => t,
-        SqlValue::Int(i) => i.to_string(),
-        SqlValue::Bit(b) => u8::from(b).to_string(),
-        SqlValue::Decimal { unscaled, scale } => format_decimal(unscaled, scale),
-        SqlValue::Float(f) => f.to_string(),
-        SqlValue::Guid(g) => format_guid(&g).to_uppercase(),
-        other => temporal::format(&other)?,
-    };
-    let limit = match to {
-        SqlType::Char { length } | SqlType::NChar { length } => Some(usize::from(length)),
-        SqlType::VarChar { length } | SqlType::NVarChar { length } => length.map(usize::from),
+fn to_temporal(value: SqlValue, from: SqlType, to: SqlType) -> Option<Result<SqlValue>> {
+    // Numbers are days since 1900-01-01 (with the fraction of a day), for datetime and
+    // smalldatetime only.
+    let days = match value {
+        SqlValue::Int(i) => Some(i as f64),
+        SqlValue::Bit(b) => Some(f64::from(u8::from(b))),
+        SqlValue::Decimal { unscaled, scale } => {
+            Some(unscaled as f64 / 10f64.powi(i32::from(scale)))
+        }
+        SqlValue::Float(f) => Some(f),
         _ => None,
     };
-    // CAST to a shorter string truncates silently (only INSERT and UPDATE raise 2628).
-    Some(SqlValue::Text(match limit {
-        Some(limit) => text.chars().take(limit).collect(),
-        None => text,
-    }))
+    if let Some(days) = days {
+        if !matches!(to, SqlType::DateTime | SqlType::SmallDateTime) {
+            return None;
+        }
+        let whole = days.floor();
+        let ticks = ((days - whole) * TICKS_PER_DAY as f64).round() as u64;
+        if !(-53_690.0..=2_958_463.0).contains(&whole) {
+            return Some(Err(error::overflow(&name(to))));
+        }
+        let value = SqlValue::DateTime {
+            days: DAYS_TO_1900 + whole as i32,
+            ticks: ticks.min(TICKS_PER_DAY - 1),
+        };
+        return temporal::convert(value, SqlType::DateTime2 { scale: 7 }, to);
+    }
+    if let SqlValue::Binary(bytes) = &value {
+        // datetime: days then 1/300 s, big-endian; smalldatetime: days then minutes.
+        let mut padded = vec![0u8; 8usize.saturating_sub(bytes.len())];
+        padded.extend_from_slice(bytes);
+        return match (from, to) {
+            (_, SqlType::DateTime) => {
+                let days = i32::from_be_bytes([padded[0], padded[1], padded[2], padded[3]]);
+                let units = u32::from_be_bytes([padded[4], padded[5], padded[6], padded[7]]);
+                Some(Ok(SqlValue::DateTime {
+                    days: DAYS_TO_1900 + days,
+                    ticks: (u64::from(units) * 100_000).div_ceil(3) % TICKS_PER_DAY,
+                }))
+            }
+            _ => Some(Err(error::not_implemented(
+                "conversion of binary to this date or time type",
+            ))),
+        };
+    }
+    temporal::convert(value, from, to)
 }
 
-fn to_binary(value: SqlValue, from: SqlType, to: SqlType) -> Option<SqlValue> {
-    let bytes = match value {
-        SqlValue::Binary(b) => b,
-        SqlValue::Text(t) if matches!(from, SqlType::NChar { .. } | SqlType::NVarChar { .. }) => {
-            t.encode_utf16().flat_map(u16::to_le_bytes).collect()
+/// Text → character types and everything else's string form, fitted to the target length.
+fn to_text(
+    value: SqlValue,
+    from: SqlType,
+    to: SqlType,
+    style: Option<i64>,
+    from_page: CodePage,
+    to_page: CodePage,
+) -> Result<SqlValue> {
+    let limit = datatype::char_length(to).map(usize::from);
+    let too_long = |text: &str| limit.is_some_and(|limit| units(text, to, to_page) > limit);
+    let narrow = !datatype::is_unicode(to);
+    let text = match value {
+        SqlValue::Text(text) => text,
+        SqlValue::Int(i) => {
+            let text = i.to_string();
+            if too_long(&text) {
+                // Integers cut short show `*` in char/varchar and fail in nchar/nvarchar.
+                if narrow {
+                    return Ok(SqlValue::Text(pad("*".to_owned(), to, to_page)));
+                }
+                return Err(error::overflow(&base_name(to)));
+            }
+            text
         }
-        SqlValue::Text(t) => t
-            .chars()
-            .map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?'))
-            .collect(),
-        SqlValue::Int(i) => match from {
-            SqlType::TinyInt => vec![i as u8],
-            SqlType::SmallInt => (i as i16).to_be_bytes().to_vec(),
-            SqlType::Int => (i as i32).to_be_bytes().to_vec(),
-            _ => i.to_be_bytes().to_vec(),
+        SqlValue::Bit(b) => if b { "1" } else { "0" }.to_owned(),
+        SqlValue::Decimal { unscaled, scale } => {
+            let text = match from {
+                SqlType::Money | SqlType::SmallMoney => money_text(unscaled, style)?,
+                _ => format_decimal(unscaled, scale),
+            };
+            if too_long(&text) {
+                return Err(error::overflow_converting(
+                    &overflow_source_name(from),
+                    &base_name(to),
+                ));
+            }
+            text
+        }
+        SqlValue::Float(f) => {
+            let text = float_text(f, from, style)?;
+            if too_long(&text) {
+                return Err(error::overflow_converting(
+                    &overflow_source_name(from),
+                    &base_name(to),
+                ));
+            }
+            text
+        }
+        SqlValue::Guid(g) => {
+            if limit.is_some_and(|limit| limit < 36) {
+                return Err(error::guid_result_space(&base_name(to)));
+            }
+            format_guid_upper(&g)
+        }
+        SqlValue::Binary(bytes) => match style.unwrap_or(0) {
+            0 if narrow => collation::decode(&bytes, to_page),
+            0 => {
+                let units: Vec<u16> = bytes
+                    .chunks(2)
+                    .map(|pair| u16::from_le_bytes([pair[0], pair.get(1).copied().unwrap_or(0)]))
+                    .collect();
+                String::from_utf16_lossy(&units)
+            }
+            1 => {
+                let mut text = String::with_capacity(2 + bytes.len() * 2);
+                text.push_str("0x");
+                push_hex_upper(&mut text, &bytes);
+                text
+            }
+            2 => {
+                let mut text = String::with_capacity(bytes.len() * 2);
+                push_hex_upper(&mut text, &bytes);
+                text
+            }
+            other => {
+                return Err(temporal::invalid_style(other, from));
+            }
         },
-        SqlValue::Guid(g) => crate::tds::types::guid_wire_order(&g).to_vec(),
-        // IEEE-754, big-endian, as SQL Server stores floats.
-        SqlValue::Float(f) if from == SqlType::Real => (f as f32).to_be_bytes().to_vec(),
-        SqlValue::Float(f) => f.to_be_bytes().to_vec(),
-        _ => return None,
+        other => match temporal::to_text(&other, from, style) {
+            Some(text) => text?,
+            None => {
+                return Err(error::conversion_not_allowed(
+                    &base_name(from),
+                    &base_name(to),
+                ));
+            }
+        },
     };
-    Some(SqlValue::Binary(match to {
-        SqlType::Binary { length } => {
-            let mut fixed = bytes;
-            fixed.resize(usize::from(length), 0);
-            fixed
+    // Text entering a code page keeps only what the code page has.
+    let text = if narrow
+        && !(datatype::is_character(from) && !datatype::is_unicode(from) && from_page == to_page)
+    {
+        collation::to_code_page(text, to_page)
+    } else {
+        text
+    };
+    let text = match limit {
+        Some(limit) => truncate(text, to, to_page, limit),
+        None => text,
+    };
+    Ok(SqlValue::Text(pad(text, to, to_page)))
+}
+
+/// The length of `text` in the units its type counts: bytes of the code page for
+/// char/varchar, UTF-16 code units for nchar/nvarchar.
+pub fn units(text: &str, sql_type: SqlType, page: CodePage) -> usize {
+    if datatype::is_unicode(sql_type) {
+        if text.is_ascii() {
+            text.len()
+        } else {
+            text.encode_utf16().count()
         }
+    } else {
+        collation::encoded_len(text, page)
+    }
+}
+
+/// `text` cut to `limit` units of `sql_type` (never splitting a character). CAST to a shorter
+/// string truncates silently; only INSERT and UPDATE raise 2628.
+fn truncate(mut text: String, sql_type: SqlType, page: CodePage, limit: usize) -> String {
+    if text.len() <= limit {
+        return text;
+    }
+    let mut used = 0;
+    let mut end = text.len();
+    for (at, c) in text.char_indices() {
+        let width = if datatype::is_unicode(sql_type) {
+            c.len_utf16()
+        } else if page == CodePage::Utf8 {
+            c.len_utf8()
+        } else {
+            1
+        };
+        if used + width > limit {
+            end = at;
+            break;
+        }
+        used += width;
+    }
+    text.truncate(end);
+    text
+}
+
+/// Fixed-length types are padded with spaces to their length.
+fn pad(mut text: String, sql_type: SqlType, page: CodePage) -> String {
+    if let SqlType::Char { length } | SqlType::NChar { length } = sql_type {
+        let have = units(&text, sql_type, page);
+        for _ in have..usize::from(length) {
+            text.push(' ');
+        }
+    }
+    text
+}
+
+/// Money as text: style 0 two decimals, 1 two decimals with thousands separators, 2 and 126
+/// four decimals.
+fn money_text(unscaled: i128, style: Option<i64>) -> Result<String> {
+    match style.unwrap_or(0) {
+        0 => Ok(format_decimal(rescale(unscaled, 4, 2).unwrap_or(0), 2)),
+        1 => {
+            let plain = format_decimal(rescale(unscaled, 4, 2).unwrap_or(0), 2);
+            let (sign, rest) = match plain.strip_prefix('-') {
+                Some(rest) => ("-", rest),
+                None => ("", plain.as_str()),
+            };
+            let (whole, fraction) = rest.split_once('.').unwrap_or((rest, "00"));
+            let mut grouped = String::new();
+            for (i, digit) in whole.chars().enumerate() {
+                if i > 0 && (whole.len() - i) % 3 == 0 {
+                    grouped.push(',');
+                }
+                grouped.push(digit);
+            }
+            Ok(format!("{sign}{grouped}.{fraction}"))
+        }
+        2 | 126 => Ok(format_decimal(unscaled, 4)),
+        other => Err(temporal::invalid_style(other, SqlType::Money)),
+    }
+}
+
+/// Float as text: style 0 at most 6 significant digits (scientific notation when the
+/// exponent is below -4 or above 5, with SQL Server's three-digit exponent `1.23457e+006`),
+/// style 1 eight digits and style 2 sixteen, always scientific.
+fn float_text(f: f64, from: SqlType, style: Option<i64>) -> Result<String> {
+    let scientific = |digits: usize| {
+        let formatted = format!("{:.*e}", digits - 1, f);
+        let (mantissa, exponent) = formatted.split_once('e').unwrap_or((&formatted, "0"));
+        let exponent: i32 = exponent.parse().unwrap_or(0);
+        let sign = if exponent < 0 { '-' } else { '+' };
+        format!("{mantissa}e{sign}{:03}", exponent.abs())
+    };
+    match style.unwrap_or(0) {
+        1 => return Ok(scientific(8)),
+        2 => return Ok(scientific(16)),
+        3 | 126 | 128 | 129 => {
+            return Err(error::not_implemented(&format!(
+                "CONVERT style {} of float",
+                style.unwrap_or(0)
+            )));
+        }
+        _ => {}
+    }
+    if f == 0.0 {
+        return Ok("0".to_owned());
+    }
+    let _ = from;
+    // %g with precision 6.
+    let rounded = format!("{:.5e}", f);
+    let exponent: i32 = rounded
+        .split_once('e')
+        .and_then(|(_, e)| e.parse().ok())
+        .unwrap_or(0);
+    if !(-4..6).contains(&exponent) {
+        let (mantissa, _) = rounded.split_once('e').unwrap_or((&rounded, ""));
+        let mantissa = trim_fraction(mantissa);
+        let sign = if exponent < 0 { '-' } else { '+' };
+        return Ok(format!("{mantissa}e{sign}{:03}", exponent.abs()));
+    }
+    let decimals = (5 - exponent).max(0) as usize;
+    Ok(trim_fraction(&format!("{f:.decimals$}")).to_owned())
+}
+
+fn trim_fraction(text: &str) -> &str {
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        text
+    }
+}
+
+fn to_binary(
+    value: SqlValue,
+    from: SqlType,
+    to: SqlType,
+    style: Option<i64>,
+    from_page: CodePage,
+) -> Result<SqlValue> {
+    // Numbers are padded and truncated on the left, strings and binaries on the right.
+    let (bytes, numeric) = match value {
+        SqlValue::Binary(b) => (b, false),
+        SqlValue::Text(t) => (text_to_binary(t, from, to, style, from_page)?, false),
+        SqlValue::Int(i) => {
+            let bytes = i.to_be_bytes();
+            (bytes[8 - integer_width(from)..].to_vec(), true)
+        }
+        SqlValue::Bit(b) => (vec![u8::from(b)], true),
+        SqlValue::Guid(g) => (crate::tds::types::guid_wire_order(&g).to_vec(), false),
+        // IEEE-754, big-endian, as SQL Server stores floats.
+        SqlValue::Float(f) if from == SqlType::Real => ((f as f32).to_be_bytes().to_vec(), true),
+        SqlValue::Float(f) => (f.to_be_bytes().to_vec(), true),
+        SqlValue::Decimal { unscaled, .. } if from == SqlType::Money => {
+            ((unscaled as i64).to_be_bytes().to_vec(), true)
+        }
+        SqlValue::Decimal { unscaled, .. } if from == SqlType::SmallMoney => {
+            ((unscaled as i32).to_be_bytes().to_vec(), true)
+        }
+        SqlValue::DateTime { days, ticks } if from == SqlType::DateTime => {
+            let units = (ticks * 3 + 50_000) / 100_000;
+            let mut bytes = (days - DAYS_TO_1900).to_be_bytes().to_vec();
+            bytes.extend_from_slice(&(units as u32).to_be_bytes());
+            (bytes, true)
+        }
+        SqlValue::DateTime { days, ticks } if from == SqlType::SmallDateTime => {
+            let mut bytes = ((days - DAYS_TO_1900) as u16).to_be_bytes().to_vec();
+            bytes.extend_from_slice(&((ticks / 600_000_000) as u16).to_be_bytes());
+            (bytes, true)
+        }
+        _ => {
+            return Err(error::not_implemented(&format!(
+                "conversion of {} to binary (SQL Server's internal format)",
+                base_name(from)
+            )));
+        }
+    };
+    Ok(SqlValue::Binary(fit_binary(bytes, to, numeric)))
+}
+
+fn fit_binary(mut bytes: Vec<u8>, to: SqlType, from_left: bool) -> Vec<u8> {
+    let (length, fixed) = match to {
+        SqlType::Binary { length } => (usize::from(length), true),
         SqlType::VarBinary {
             length: Some(length),
-        } => bytes.into_iter().take(usize::from(length)).collect(),
-        _ => bytes,
-    }))
+        } => (usize::from(length), false),
+        _ => return bytes,
+    };
+    if bytes.len() > length {
+        if from_left {
+            bytes.drain(..bytes.len() - length);
+        } else {
+            bytes.truncate(length);
+        }
+    } else if fixed && bytes.len() < length {
+        if from_left {
+            let mut padded = vec![0u8; length - bytes.len()];
+            padded.extend_from_slice(&bytes);
+            bytes = padded;
+        } else {
+            bytes.resize(length, 0);
+        }
+    }
+    bytes
 }
 
-/// `unscaled × 10^-scale` in plain notation.
-pub fn format_decimal(unscaled: i128, scale: u8) -> String {
-    let digits = unscaled.unsigned_abs().to_string();
-    let sign = if unscaled < 0 { "-" } else { "" };
-    if scale == 0 {
-        return format!("{sign}{digits}");
+/// Character data to binary: style 0 the stored bytes (code page or UTF-16LE), style 1 hex
+/// after `0x`, style 2 bare hex.
+fn text_to_binary(
+    text: String,
+    from: SqlType,
+    to: SqlType,
+    style: Option<i64>,
+    page: CodePage,
+) -> Result<Vec<u8>> {
+    let hex = |digits: &str| -> Result<Vec<u8>> {
+        let bad = || error::converting_data_type(&base_name(from), &base_name(to));
+        if digits.len() % 2 == 1 {
+            return Err(bad());
+        }
+        (0..digits.len())
+            .step_by(2)
+            .map(|i| {
+                digits
+                    .get(i..i + 2)
+                    .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+                    .ok_or_else(bad)
+            })
+            .collect()
+    };
+    match style.unwrap_or(0) {
+        0 if datatype::is_unicode(from) => {
+            Ok(text.encode_utf16().flat_map(u16::to_le_bytes).collect())
+        }
+        0 => Ok(collation::encode(text, page)),
+        1 => match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+            Some(digits) => hex(digits),
+            None => Err(error::converting_data_type(
+                &base_name(from),
+                &base_name(to),
+            )),
+        },
+        2 => hex(&text),
+        other => Err(crate::tds::token::ServerMessage {
+            number: 9809,
+            state: 1,
+            class: 16,
+            text: format!(
+                "The style {other} is not supported for conversions from {} to {}.",
+                base_name(from),
+                base_name(to)
+            ),
+        }),
     }
-    let padded = format!("{digits:0>width$}", width = usize::from(scale) + 1);
-    let (whole, fraction) = padded.split_at(padded.len() - usize::from(scale));
-    format!("{sign}{whole}.{fraction}")
+}
+
+/// Appends the upper-case hex digits of `bytes`.
+pub fn push_hex_upper(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+    out.reserve(bytes.len() * 2);
+    for byte in bytes {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 0xf)]));
+    }
+}
+
+/// `unscaled × 10^-scale` in plain notation, with a leading zero below one (`-0.5000`).
+pub fn format_decimal(unscaled: i128, scale: u8) -> String {
+    let mut out = String::with_capacity(42);
+    push_decimal(&mut out, unscaled, scale);
+    out
+}
+
+/// Appends `unscaled × 10^-scale` in plain notation.
+pub fn push_decimal(out: &mut String, unscaled: i128, scale: u8) {
+    let mut digits = [0u8; 40];
+    let mut at = digits.len();
+    let mut magnitude = unscaled.unsigned_abs();
+    // Whole words of u64 first: dividing an i128 per digit is slow.
+    loop {
+        if let Ok(mut small) = u64::try_from(magnitude) {
+            loop {
+                at -= 1;
+                digits[at] = b'0' + (small % 10) as u8;
+                small /= 10;
+                if small == 0 {
+                    break;
+                }
+            }
+            break;
+        }
+        at -= 1;
+        digits[at] = b'0' + (magnitude % 10) as u8;
+        magnitude /= 10;
+    }
+    let scale = usize::from(scale);
+    // Enough leading zeros for one whole digit.
+    while digits.len() - at < scale + 1 {
+        at -= 1;
+        digits[at] = b'0';
+    }
+    if unscaled < 0 {
+        out.push('-');
+    }
+    let text = &digits[at..];
+    let point = text.len() - scale;
+    out.extend(text[..point].iter().map(|b| char::from(*b)));
+    if scale > 0 {
+        out.push('.');
+        out.extend(text[point..].iter().map(|b| char::from(*b)));
+    }
 }
 
 /// Lowercase `8-4-4-4-12`.
 pub fn format_guid(guid: &[u8; 16]) -> String {
-    let h: String = guid.iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    let mut text = format_guid_upper(guid);
+    text.make_ascii_lowercase();
+    text
 }
 
-/// Parses `6F9619FF-8B86-D011-B42D-00C04FC964FF`, optionally in braces.
-pub fn parse_guid(text: &str) -> Option<[u8; 16]> {
-    let hex: String = text
-        .trim()
-        .trim_start_matches('{')
-        .trim_end_matches('}')
-        .chars()
-        .filter(|c| *c != '-')
-        .collect();
-    if hex.len() != 32
-        || text
-            .trim()
-            .trim_start_matches('{')
-            .trim_end_matches('}')
-            .len()
-            != 36
+/// Uppercase `8-4-4-4-12`, as CAST of a uniqueidentifier to a string gives it.
+pub fn format_guid_upper(guid: &[u8; 16]) -> String {
+    let mut text = String::with_capacity(36);
+    for (i, group) in [
+        &guid[0..4],
+        &guid[4..6],
+        &guid[6..8],
+        &guid[8..10],
+        &guid[10..16],
+    ]
+    .iter()
+    .enumerate()
     {
+        if i > 0 {
+            text.push('-');
+        }
+        push_hex_upper(&mut text, group);
+    }
+    text
+}
+
+/// Parses `6F9619FF-8B86-D011-B42D-00C04FC964FF`, optionally in braces; SQL Server ignores
+/// characters after the 36th.
+pub fn parse_guid(text: &str) -> Option<[u8; 16]> {
+    let trimmed = text.trim();
+    let body = match trimmed.strip_prefix('{') {
+        Some(inner) => inner.get(..36).filter(|_| inner.get(36..37) == Some("}"))?,
+        None => trimmed.get(..36)?,
+    };
+    let groups: Vec<&str> = body.split('-').collect();
+    if groups.iter().map(|g| g.len()).collect::<Vec<_>>() != [8, 4, 4, 4, 12] {
         return None;
     }
+    let hex: String = groups.concat();
     let mut bytes = [0u8; 16];
     for (i, byte) in bytes.iter_mut().enumerate() {
         *byte = u8::from_str_radix(hex.get(i * 2..i * 2 + 2)?, 16).ok()?;
@@ -374,9 +905,42 @@ pub fn parse_guid(text: &str) -> Option<[u8; 16]> {
     Some(bytes)
 }
 
+/// Writes `value` as text for messages (`<NULL>` for NULL).
+pub fn display(value: &SqlValue) -> String {
+    let mut out = String::new();
+    match value {
+        SqlValue::Null => out.push_str("<NULL>"),
+        SqlValue::Int(i) => {
+            let _ = write!(out, "{i}");
+        }
+        SqlValue::Text(t) => out.push_str(t),
+        SqlValue::Bit(b) => out.push(if *b { '1' } else { '0' }),
+        SqlValue::Decimal { unscaled, scale } => push_decimal(&mut out, *unscaled, *scale),
+        SqlValue::Float(f) => {
+            let _ = write!(out, "{f}");
+        }
+        SqlValue::Guid(g) => out.push_str(&format_guid(g)),
+        SqlValue::Binary(b) => {
+            out.push_str("0x");
+            push_hex_upper(&mut out, b);
+        }
+        other => out.push_str(&temporal::format(other).unwrap_or_default()),
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const VARCHAR_MAX: SqlType = SqlType::VarChar { length: None };
+
+    fn text(value: SqlValue, from: SqlType, to: SqlType) -> String {
+        match convert(value, from, to).unwrap() {
+            SqlValue::Text(t) => t,
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn rescaling_rounds_halves_away_from_zero() {
@@ -397,5 +961,272 @@ mod tests {
         let guid = parse_guid("6F9619FF-8B86-D011-B42D-00C04FC964FF").unwrap();
         assert_eq!(format_guid(&guid), "6f9619ff-8b86-d011-b42d-00c04fc964ff");
         assert!(parse_guid("6F9619FF8B86D011B42D00C04FC964FF").is_none());
+        assert_eq!(
+            parse_guid("{6F9619FF-8B86-D011-B42D-00C04FC964FF}"),
+            Some(guid)
+        );
+        assert_eq!(
+            parse_guid("6F9619FF-8B86-D011-B42D-00C04FC964FFtail"),
+            Some(guid)
+        );
+    }
+
+    #[test]
+    fn decimals_print_with_their_scale_and_a_leading_zero() {
+        assert_eq!(format_decimal(-5000, 4), "-0.5000");
+        assert_eq!(format_decimal(5, 0), "5");
+        assert_eq!(format_decimal(7, 3), "0.007");
+        assert_eq!(
+            format_decimal(-99_999_999_999_999_999_999_999_999_999_999_999_999, 10),
+            "-9999999999999999999999999999.9999999999"
+        );
+    }
+
+    #[test]
+    fn binary_reads_as_big_endian_integers_of_the_targets_width() {
+        let bytes = |b: &[u8]| SqlValue::Binary(b.to_vec());
+        let binary = SqlType::VarBinary { length: Some(8) };
+        assert_eq!(
+            convert(bytes(&[0xff; 4]), binary, SqlType::BigInt).unwrap(),
+            SqlValue::Int(4_294_967_295)
+        );
+        assert_eq!(
+            convert(bytes(&[0xff; 4]), binary, SqlType::Int).unwrap(),
+            SqlValue::Int(-1)
+        );
+        assert_eq!(
+            convert(bytes(&[0xff; 8]), binary, SqlType::BigInt).unwrap(),
+            SqlValue::Int(-1)
+        );
+        assert_eq!(
+            convert(bytes(&[1, 2, 3, 4, 5]), binary, SqlType::Int).unwrap(),
+            SqlValue::Int(0x0203_0405)
+        );
+        assert_eq!(
+            convert(
+                SqlValue::Int(7),
+                SqlType::Int,
+                SqlType::Binary { length: 4 }
+            )
+            .unwrap(),
+            bytes(&[0, 0, 0, 7])
+        );
+        assert_eq!(
+            convert(
+                SqlValue::Int(7),
+                SqlType::Int,
+                SqlType::Binary { length: 6 }
+            )
+            .unwrap(),
+            bytes(&[0, 0, 0, 0, 0, 7])
+        );
+        assert_eq!(
+            convert(bytes(&[1, 2]), binary, SqlType::Binary { length: 4 }).unwrap(),
+            bytes(&[1, 2, 0, 0])
+        );
+        assert_eq!(
+            convert(
+                SqlValue::Float(1.5),
+                SqlType::Float,
+                SqlType::Binary { length: 8 }
+            )
+            .unwrap(),
+            bytes(&[0x3f, 0xf8, 0, 0, 0, 0, 0, 0])
+        );
+    }
+
+    #[test]
+    fn numbers_too_long_for_their_string_star_or_fail() {
+        assert_eq!(
+            text(
+                SqlValue::Int(12345),
+                SqlType::Int,
+                SqlType::VarChar { length: Some(3) }
+            ),
+            "*"
+        );
+        assert_eq!(
+            convert(
+                SqlValue::Int(12345),
+                SqlType::Int,
+                SqlType::NVarChar { length: Some(3) }
+            )
+            .unwrap_err()
+            .number,
+            8115
+        );
+        let decimal = SqlType::Decimal {
+            precision: 9,
+            scale: 4,
+        };
+        assert_eq!(
+            convert(
+                SqlValue::Decimal {
+                    unscaled: -5000,
+                    scale: 4
+                },
+                decimal,
+                SqlType::VarChar { length: Some(3) }
+            )
+            .unwrap_err()
+            .number,
+            8115
+        );
+    }
+
+    #[test]
+    fn floats_print_as_sql_server_shows_them() {
+        let shown = |f: f64, style| match convert_with_style(
+            SqlValue::Float(f),
+            SqlType::Float,
+            VARCHAR_MAX,
+            style,
+        )
+        .unwrap()
+        {
+            SqlValue::Text(t) => t,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(shown(1.5, None), "1.5");
+        assert_eq!(shown(1_495_591.0, None), "1.49559e+006");
+        assert_eq!(shown(123_456.0, None), "123456");
+        assert_eq!(shown(0.0001, None), "0.0001");
+        assert_eq!(shown(0.00001, None), "1e-005");
+        assert_eq!(shown(-2.0 / 3.0, None), "-0.666667");
+        assert_eq!(shown(1.5, Some(1)), "1.5000000e+000");
+        assert_eq!(shown(1.5, Some(2)), "1.500000000000000e+000");
+    }
+
+    #[test]
+    fn strings_fit_their_type() {
+        assert_eq!(
+            text(
+                SqlValue::Text("abc".into()),
+                VARCHAR_MAX,
+                SqlType::Char { length: 5 }
+            ),
+            "abc  "
+        );
+        assert_eq!(
+            text(
+                SqlValue::Text("Zoë 😀".into()),
+                SqlType::NVarChar { length: None },
+                VARCHAR_MAX
+            ),
+            "Zoë ??"
+        );
+        assert_eq!(
+            text(
+                SqlValue::Text("a😀b".into()),
+                SqlType::NVarChar { length: None },
+                SqlType::NVarChar { length: Some(2) }
+            ),
+            "a"
+        );
+        let utf8 = cast(
+            SqlValue::Text("Zoë 😀".into()),
+            SqlType::NVarChar { length: None },
+            SqlType::VarChar { length: Some(3) },
+            None,
+            CodePage::Cp1252,
+            CodePage::Utf8,
+        )
+        .unwrap();
+        assert_eq!(utf8, SqlValue::Text("Zo".into()));
+    }
+
+    #[test]
+    fn binary_and_text_convert_with_styles() {
+        let bytes = SqlValue::Binary(vec![0xab, 0x01]);
+        let binary = SqlType::VarBinary { length: None };
+        let styled =
+            |style| match convert_with_style(bytes.clone(), binary, VARCHAR_MAX, style).unwrap() {
+                SqlValue::Text(t) => t,
+                other => panic!("{other:?}"),
+            };
+        assert_eq!(styled(Some(1)), "0xAB01");
+        assert_eq!(styled(Some(2)), "AB01");
+        assert_eq!(styled(None), "\u{ab}\u{1}");
+        assert_eq!(
+            convert_with_style(
+                SqlValue::Text("0xab01".into()),
+                VARCHAR_MAX,
+                binary,
+                Some(1)
+            )
+            .unwrap(),
+            bytes
+        );
+        assert_eq!(
+            convert_with_style(SqlValue::Text("AB0".into()), VARCHAR_MAX, binary, Some(2))
+                .unwrap_err()
+                .number,
+            8114
+        );
+        assert_eq!(
+            convert(SqlValue::Text("€".into()), VARCHAR_MAX, binary).unwrap(),
+            SqlValue::Binary(vec![0x80])
+        );
+    }
+
+    #[test]
+    fn text_that_is_not_a_number_fails_with_sql_servers_errors() {
+        assert_eq!(
+            convert(SqlValue::Text("1.5".into()), VARCHAR_MAX, SqlType::Int)
+                .unwrap_err()
+                .number,
+            245
+        );
+        assert_eq!(
+            convert(
+                SqlValue::Text("x".into()),
+                VARCHAR_MAX,
+                SqlType::Decimal {
+                    precision: 5,
+                    scale: 1
+                }
+            )
+            .unwrap_err()
+            .number,
+            8114
+        );
+        assert_eq!(
+            convert(
+                SqlValue::Text("99999999999".into()),
+                VARCHAR_MAX,
+                SqlType::Int
+            )
+            .unwrap_err()
+            .number,
+            248
+        );
+        assert_eq!(
+            convert(SqlValue::Text(" 42 ".into()), VARCHAR_MAX, SqlType::Int).unwrap(),
+            SqlValue::Int(42)
+        );
+        assert_eq!(
+            convert(SqlValue::Date(1), SqlType::Date, SqlType::Int)
+                .unwrap_err()
+                .number,
+            529
+        );
+    }
+
+    #[test]
+    fn money_prints_two_decimals_by_default() {
+        let money = SqlValue::Decimal {
+            unscaled: 12_345_678,
+            scale: 4,
+        };
+        let styled =
+            |style| match convert_with_style(money.clone(), SqlType::Money, VARCHAR_MAX, style)
+                .unwrap()
+            {
+                SqlValue::Text(t) => t,
+                other => panic!("{other:?}"),
+            };
+        assert_eq!(styled(None), "1234.57");
+        assert_eq!(styled(Some(1)), "1,234.57");
+        assert_eq!(styled(Some(2)), "1234.5678");
     }
 }

@@ -1,5 +1,8 @@
-//! SQL Server type names: parsing a declared type, and printing one in messages.
+//! SQL Server types: parsing a declared type, printing one in messages, and the rules that
+//! type an expression statically (data type precedence, which conversions are implicit, the
+//! type two branches of a CASE share).
 
+use super::error::{self, SqlError};
 use crate::tds::types::SqlType;
 
 /// The type named by `declared` (e.g. `nvarchar(max)`, `DECIMAL(38,10)`, `datetime2(7)`).
@@ -97,6 +100,298 @@ pub fn name(sql_type: SqlType) -> String {
     }
 }
 
+/// `char`, `varchar`, `nchar` or `nvarchar`.
+pub fn is_character(t: SqlType) -> bool {
+    matches!(
+        t,
+        SqlType::Char { .. }
+            | SqlType::VarChar { .. }
+            | SqlType::NChar { .. }
+            | SqlType::NVarChar { .. }
+    )
+}
+
+/// `nchar` or `nvarchar`.
+pub fn is_unicode(t: SqlType) -> bool {
+    matches!(t, SqlType::NChar { .. } | SqlType::NVarChar { .. })
+}
+
+/// `binary` or `varbinary`.
+pub fn is_binary(t: SqlType) -> bool {
+    matches!(t, SqlType::Binary { .. } | SqlType::VarBinary { .. })
+}
+
+/// `tinyint`, `smallint`, `int` or `bigint`.
+pub fn is_integer(t: SqlType) -> bool {
+    matches!(
+        t,
+        SqlType::TinyInt | SqlType::SmallInt | SqlType::Int | SqlType::BigInt
+    )
+}
+
+/// The number types (exact and approximate), `bit` and `money` included.
+pub fn is_number(t: SqlType) -> bool {
+    is_integer(t)
+        || matches!(
+            t,
+            SqlType::Bit
+                | SqlType::Decimal { .. }
+                | SqlType::Money
+                | SqlType::SmallMoney
+                | SqlType::Float
+                | SqlType::Real
+        )
+}
+
+/// The date and time types.
+pub fn is_temporal(t: SqlType) -> bool {
+    matches!(
+        t,
+        SqlType::Date
+            | SqlType::Time { .. }
+            | SqlType::DateTime
+            | SqlType::SmallDateTime
+            | SqlType::DateTime2 { .. }
+            | SqlType::DateTimeOffset { .. }
+    )
+}
+
+/// Whether the type is one of the `(max)` large value types (or xml, stored like one).
+pub fn is_max(t: SqlType) -> bool {
+    matches!(
+        t,
+        SqlType::VarChar { length: None }
+            | SqlType::NVarChar { length: None }
+            | SqlType::VarBinary { length: None }
+            | SqlType::Xml
+    )
+}
+
+/// SQL Server's data type precedence: when two types meet, the lower converts to the higher.
+pub fn precedence(t: SqlType) -> u8 {
+    match t {
+        SqlType::Xml => 30,
+        SqlType::DateTimeOffset { .. } => 29,
+        SqlType::DateTime2 { .. } => 28,
+        SqlType::DateTime => 27,
+        SqlType::SmallDateTime => 26,
+        SqlType::Date => 25,
+        SqlType::Time { .. } => 24,
+        SqlType::Float => 23,
+        SqlType::Real => 22,
+        SqlType::Decimal { .. } => 21,
+        SqlType::Money => 20,
+        SqlType::SmallMoney => 19,
+        SqlType::BigInt => 18,
+        SqlType::Int => 17,
+        SqlType::SmallInt => 16,
+        SqlType::TinyInt => 15,
+        SqlType::Bit => 14,
+        SqlType::UniqueIdentifier => 10,
+        SqlType::NVarChar { .. } => 9,
+        SqlType::NChar { .. } => 8,
+        SqlType::VarChar { .. } => 7,
+        SqlType::Char { .. } => 6,
+        SqlType::VarBinary { .. } => 5,
+        SqlType::Binary { .. } => 4,
+    }
+}
+
+/// An exact number type as `decimal(p, s)`: what it takes part in decimal arithmetic as.
+pub fn decimal_shape(t: SqlType) -> Option<(u8, u8)> {
+    Some(match t {
+        SqlType::Bit => (1, 0),
+        SqlType::TinyInt => (3, 0),
+        SqlType::SmallInt => (5, 0),
+        SqlType::Int => (10, 0),
+        SqlType::BigInt => (19, 0),
+        SqlType::Decimal { precision, scale } => (precision, scale),
+        SqlType::Money => (19, 4),
+        SqlType::SmallMoney => (10, 4),
+        _ => return None,
+    })
+}
+
+/// Whether a conversion happens by itself, only when asked for, or never.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conversion {
+    /// Implicit (and explicit).
+    Implicit,
+    /// Only with CAST or CONVERT.
+    Explicit,
+    /// Never.
+    NotAllowed,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Family {
+    Binary,
+    Character,
+    Exact,
+    Approximate,
+    OldTemporal,
+    NewTemporal,
+    Guid,
+    Xml,
+}
+
+fn family(t: SqlType) -> Family {
+    match t {
+        SqlType::Binary { .. } | SqlType::VarBinary { .. } => Family::Binary,
+        t if is_character(t) => Family::Character,
+        SqlType::Float | SqlType::Real => Family::Approximate,
+        t if is_number(t) => Family::Exact,
+        SqlType::DateTime | SqlType::SmallDateTime => Family::OldTemporal,
+        t if is_temporal(t) => Family::NewTemporal,
+        SqlType::UniqueIdentifier => Family::Guid,
+        _ => Family::Xml,
+    }
+}
+
+/// Whether `from` converts to `to` implicitly, explicitly only, or not at all (SQL Server's
+/// conversion chart).
+pub fn conversion(from: SqlType, to: SqlType) -> Conversion {
+    use Conversion::{Explicit, Implicit, NotAllowed};
+    use Family as F;
+    let (a, b) = (family(from), family(to));
+    if a == b {
+        // Within the new date and time types a date and a time do not convert into each other.
+        return match (from, to) {
+            (SqlType::Date, SqlType::Time { .. }) | (SqlType::Time { .. }, SqlType::Date) => {
+                NotAllowed
+            }
+            _ => Implicit,
+        };
+    }
+    match (a, b) {
+        (F::Character, F::Binary) => Explicit,
+        (F::Character, _) => Implicit,
+        (F::Xml, F::Character) => Explicit,
+        (_, F::Character) => Implicit,
+        (F::Binary, F::Approximate) => NotAllowed,
+        (F::Binary, F::NewTemporal) => Explicit,
+        (F::Binary, _) => Implicit,
+        (F::Exact | F::OldTemporal | F::Guid, F::Binary) => Implicit,
+        (F::Approximate | F::NewTemporal | F::Xml, F::Binary) => Explicit,
+        (F::Exact, F::Approximate) | (F::Approximate, F::Exact) => Implicit,
+        (F::Exact | F::Approximate, F::OldTemporal) => Implicit,
+        (F::OldTemporal, F::Exact | F::Approximate) => Explicit,
+        (F::OldTemporal, F::NewTemporal) | (F::NewTemporal, F::OldTemporal) => Implicit,
+        _ => NotAllowed,
+    }
+}
+
+/// Checks that `from` converts to `to` without CAST: 257 when only CAST may do it, 206 when
+/// nothing can.
+pub fn check_implicit(from: SqlType, to: SqlType) -> Result<(), SqlError> {
+    match conversion(from, to) {
+        Conversion::Implicit => Ok(()),
+        Conversion::Explicit => Err(error::implicit_conversion(&name(from), &name(to))),
+        Conversion::NotAllowed => Err(error::operand_clash(&name(from), &name(to))),
+    }
+}
+
+/// The type two values share when they meet in a comparison, IN, CASE or COALESCE: the one of
+/// higher precedence, widened to hold both (lengths, precision and scale).
+pub fn common(a: SqlType, b: SqlType) -> Result<SqlType, SqlError> {
+    if a == b {
+        return Ok(a);
+    }
+    let (high, low) = if precedence(a) >= precedence(b) {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    check_implicit(low, high)?;
+    Ok(match high {
+        SqlType::Decimal { .. } => match (decimal_shape(a), decimal_shape(b)) {
+            (Some((p1, s1)), Some((p2, s2))) => {
+                let scale = s1.max(s2);
+                let integral = (p1 - s1).max(p2 - s2);
+                let precision = (integral + scale).min(38);
+                SqlType::Decimal {
+                    precision,
+                    scale: scale.min(precision),
+                }
+            }
+            _ => high,
+        },
+        SqlType::Time { .. } | SqlType::DateTime2 { .. } | SqlType::DateTimeOffset { .. } => {
+            let scale = temporal_scale(a).max(temporal_scale(b));
+            match high {
+                SqlType::Time { .. } => SqlType::Time { scale },
+                SqlType::DateTime2 { .. } => SqlType::DateTime2 { scale },
+                _ => SqlType::DateTimeOffset { scale },
+            }
+        }
+        t if is_character(t) || is_binary(t) => {
+            let unicode = is_unicode(t);
+            let length = match (char_length(a), char_length(b)) {
+                (Some(x), Some(y)) => Some(x.max(y)),
+                _ => None,
+            };
+            let limit = if unicode { 4000 } else { 8000 };
+            let length = length.filter(|l| *l <= limit);
+            match t {
+                SqlType::NVarChar { .. } => SqlType::NVarChar { length },
+                SqlType::VarChar { .. } => SqlType::VarChar { length },
+                SqlType::VarBinary { .. } => SqlType::VarBinary { length },
+                SqlType::NChar { .. } => length
+                    .map_or(SqlType::NVarChar { length: None }, |length| {
+                        SqlType::NChar { length }
+                    }),
+                SqlType::Char { .. } => length
+                    .map_or(SqlType::VarChar { length: None }, |length| SqlType::Char {
+                        length,
+                    }),
+                _ => length.map_or(SqlType::VarBinary { length: None }, |length| {
+                    SqlType::Binary { length }
+                }),
+            }
+        }
+        other => other,
+    })
+}
+
+/// The fractional-second digits of a date or time type (datetime counts as 3).
+pub fn temporal_scale(t: SqlType) -> u8 {
+    match t {
+        SqlType::Time { scale }
+        | SqlType::DateTime2 { scale }
+        | SqlType::DateTimeOffset { scale } => scale,
+        SqlType::DateTime => 3,
+        _ => 0,
+    }
+}
+
+/// The length in characters (bytes for binary types) of a string or binary type; None for
+/// `(max)`. Other types count as the length of their longest text form.
+pub fn char_length(t: SqlType) -> Option<u16> {
+    match t {
+        SqlType::Char { length } | SqlType::NChar { length } | SqlType::Binary { length } => {
+            Some(length)
+        }
+        SqlType::VarChar { length }
+        | SqlType::NVarChar { length }
+        | SqlType::VarBinary { length } => length,
+        SqlType::Xml => None,
+        SqlType::UniqueIdentifier => Some(36),
+        SqlType::Bit => Some(1),
+        SqlType::TinyInt => Some(3),
+        SqlType::SmallInt => Some(6),
+        SqlType::Int => Some(11),
+        SqlType::BigInt => Some(20),
+        SqlType::Decimal { precision, .. } => Some(u16::from(precision) + 2),
+        SqlType::Money | SqlType::SmallMoney => Some(30),
+        SqlType::Float | SqlType::Real => Some(30),
+        SqlType::Date => Some(10),
+        SqlType::Time { .. } => Some(16),
+        SqlType::DateTime | SqlType::SmallDateTime => Some(30),
+        SqlType::DateTime2 { .. } => Some(27),
+        SqlType::DateTimeOffset { .. } => Some(34),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,5 +417,47 @@ mod tests {
         assert_eq!(parse("time(3)"), Some(SqlType::Time { scale: 3 }));
         assert_eq!(parse("decimal(39,0)"), None);
         assert_eq!(parse("geography"), None);
+    }
+
+    #[test]
+    fn common_types_follow_precedence_and_widen() {
+        assert_eq!(
+            common(
+                SqlType::Int,
+                SqlType::Decimal {
+                    precision: 5,
+                    scale: 2
+                }
+            ),
+            Ok(SqlType::Decimal {
+                precision: 12,
+                scale: 2
+            })
+        );
+        assert_eq!(
+            common(
+                SqlType::VarChar { length: Some(10) },
+                SqlType::NVarChar { length: Some(3) }
+            ),
+            Ok(SqlType::NVarChar { length: Some(10) })
+        );
+        assert_eq!(common(SqlType::Float, SqlType::Int), Ok(SqlType::Float));
+        assert_eq!(common(SqlType::Date, SqlType::Int).unwrap_err().number, 206);
+        assert_eq!(
+            common(
+                SqlType::VarBinary { length: Some(4) },
+                SqlType::VarChar { length: Some(4) }
+            ),
+            Ok(SqlType::VarChar { length: Some(4) })
+        );
+        assert_eq!(
+            check_implicit(
+                SqlType::VarChar { length: Some(4) },
+                SqlType::VarBinary { length: Some(4) }
+            )
+            .unwrap_err()
+            .number,
+            257
+        );
     }
 }

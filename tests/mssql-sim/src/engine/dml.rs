@@ -11,7 +11,7 @@ use super::catalog::{Catalog, Column, Row, RowAddress, RowKey, Table, TableAddre
 use super::convert::convert;
 use super::ddl::schema_and_table;
 use super::error::{self, SqlError};
-use super::expr::{Parameters, Scope, evaluate, truth};
+use super::expr::{Compiler, Env, Parameters, Scope, evaluate};
 use super::txn::{Change, ChangeKind, Transaction};
 use crate::tds::types::{SqlType, SqlValue};
 
@@ -174,13 +174,21 @@ pub fn update(context: &mut Context<'_>, update: &Update) -> Result<u64, SqlErro
         })
         .collect::<Result<_, _>>()?;
     let matches = matching_rows(context, &address, update.selection.as_ref())?;
+    // Each SET expression compiles once for all rows.
+    let plans = {
+        let mut compiler = Compiler::over(&table.columns, &[], context.parameters, None);
+        assignments
+            .iter()
+            .map(|(index, expr)| compiler.compile(expr).map(|plan| (*index, plan)))
+            .collect::<Result<Vec<_>, _>>()?
+    };
     let mut updated = Vec::with_capacity(matches.len());
     for (key, before) in &matches {
-        let scope = Scope::over(context.parameters, &table.columns, before);
+        let env = Env::row(before, None);
         let mut after = before.clone();
-        for (index, expr) in &assignments {
-            let typed = evaluate(expr, scope)?;
-            after[*index] = fit(&table, *index, typed.value, typed.sql_type)?;
+        for (index, plan) in &plans {
+            let value = plan.eval(&env)?;
+            after[*index] = fit(&table, *index, value, plan.sql_type)?;
         }
         check_not_null(&table, &after, "UPDATE")?;
         updated.push((key.clone(), before.clone(), after));
@@ -260,16 +268,14 @@ pub fn matching_rows(
     let session = context.session;
     let parameters = context.parameters;
     let table = context.table(address)?;
+    let predicate = selection
+        .map(|p| Compiler::over(&table.columns, &[], parameters, None).condition(p))
+        .transpose()?;
     let mut matches = Vec::new();
     for (key, row) in table.visible_rows(session) {
-        let keep = match selection {
+        let keep = match &predicate {
             None => true,
-            Some(predicate) => {
-                truth(&evaluate(
-                    predicate,
-                    Scope::over(parameters, &table.columns, row),
-                )?) == Some(true)
-            }
+            Some(predicate) => predicate.holds(&Env::row(row, None))?,
         };
         if keep {
             matches.push((key.clone(), row.clone()));
@@ -291,7 +297,13 @@ fn fit(table: &Table, index: usize, value: SqlValue, from: SqlType) -> Result<Sq
         _ => None,
     };
     let too_long = match (&value, limit) {
-        (SqlValue::Text(text), Some(limit)) => text.trim_end_matches(' ').chars().count() > limit,
+        (SqlValue::Text(text), Some(limit)) => {
+            super::convert::units(
+                text.trim_end_matches(' '),
+                column.sql_type,
+                super::collation::CodePage::Cp1252,
+            ) > limit
+        }
         (SqlValue::Binary(bytes), Some(limit)) => bytes.len() > limit,
         _ => false,
     };

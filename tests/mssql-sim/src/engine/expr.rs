@@ -1,15 +1,19 @@
-//! Scalar expressions over an optional row: literals typed as SQL Server types them,
-//! parameters, columns, CAST, arithmetic, comparisons with three-valued logic, IN, BETWEEN,
-//! IS NULL.
+//! Scalar expressions. A statement compiles each expression once into a [`Plan`]: names are
+//! resolved to column positions, every node gets its static SQL Server type (and, for
+//! character types, its collation), implicit conversions become explicit nodes, and constant
+//! subtrees are folded. Evaluating a plan per row is then a walk over typed nodes, with no
+//! name lookups, no type parsing and no type inference — the way SQL Server types an
+//! expression once, at compile time, not per value.
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
 
-use sqlparser::ast::{BinaryOperator, CastKind, Expr, UnaryOperator, Value};
+use sqlparser::ast::{BinaryOperator, CastKind, DataType, Expr, UnaryOperator, Value};
 
 use super::catalog::{Column, Database};
-use super::compare::compare;
-use super::convert::{convert, parse_decimal};
+use super::collation::{CodePage, Collation, Folding};
+use super::compare::compare_folded;
+use super::convert::{cast, parse_decimal};
 use super::datatype;
 use super::error::{self, SqlError};
 use crate::tds::types::{SqlType, SqlValue};
@@ -21,15 +25,6 @@ pub struct Typed {
     pub sql_type: SqlType,
     /// The value.
     pub value: SqlValue,
-}
-
-impl Typed {
-    fn bit(value: Option<bool>) -> Typed {
-        Typed {
-            sql_type: SqlType::Bit,
-            value: value.map_or(SqlValue::Null, SqlValue::Bit),
-        }
-    }
 }
 
 /// Parameters of the statement, by lower-case name with `@`.
@@ -72,147 +67,18 @@ impl<'a> Scope<'a> {
             database: None,
         }
     }
-
-    fn column(&self, qualifier: Option<&str>, name: &str) -> Result<Typed, SqlError> {
-        let shown = qualifier.map_or_else(|| name.to_owned(), |q| format!("{q}.{name}"));
-        let (columns, values) = self.row.ok_or_else(|| error::invalid_column(&shown))?;
-        let qualified = |i: usize| {
-            qualifier.is_none_or(|q| {
-                self.qualifiers
-                    .get(i)
-                    .is_none_or(|own| own.eq_ignore_ascii_case(q))
-            })
-        };
-        let index = (0..columns.len())
-            .find(|i| columns[*i].name.eq_ignore_ascii_case(name) && qualified(*i))
-            .ok_or_else(|| error::invalid_column(&shown))?;
-        Ok(Typed {
-            sql_type: columns[index].sql_type,
-            value: values[index].clone(),
-        })
-    }
 }
 
-/// Evaluates `expr` in `scope`.
+/// Compiles `expr` in `scope` and evaluates it over the scope's row. For expressions run once;
+/// statements that evaluate an expression per row compile it once with [`Compiler`].
 pub fn evaluate(expr: &Expr, scope: Scope<'_>) -> Result<Typed, SqlError> {
-    match expr {
-        Expr::Value(value) => literal(&value.value),
-        Expr::Identifier(ident) if ident.value.starts_with('@') => scope
-            .parameters
-            .get(&ident.value.to_lowercase())
-            .cloned()
-            .ok_or_else(|| error::undeclared_variable(&ident.value)),
-        Expr::Identifier(ident) => scope.column(None, &ident.value),
-        Expr::CompoundIdentifier(parts) => match parts.as_slice() {
-            [.., qualifier, name] => scope.column(Some(&qualifier.value), &name.value),
-            [name] => scope.column(None, &name.value),
-            [] => Err(error::syntax("")),
-        },
-        Expr::Nested(inner) => evaluate(inner, scope),
-        Expr::UnaryOp {
-            op: UnaryOperator::Minus,
-            expr,
-        } => negate(evaluate(expr, scope)?),
-        Expr::UnaryOp {
-            op: UnaryOperator::Plus,
-            expr,
-        } => evaluate(expr, scope),
-        Expr::UnaryOp {
-            op: UnaryOperator::Not,
-            expr,
-        } => Ok(Typed::bit(truth(&evaluate(expr, scope)?).map(|b| !b))),
-        Expr::IsNull(inner) => Ok(Typed::bit(Some(
-            evaluate(inner, scope)?.value == SqlValue::Null,
-        ))),
-        Expr::IsNotNull(inner) => Ok(Typed::bit(Some(
-            evaluate(inner, scope)?.value != SqlValue::Null,
-        ))),
-        Expr::Cast {
-            kind: CastKind::Cast | CastKind::TryCast,
-            expr,
-            data_type,
-            ..
-        } => {
-            let target = datatype::parse(&data_type.to_string())
-                .ok_or_else(|| error::not_implemented(&format!("the type {data_type}")))?;
-            let source = evaluate(expr, scope)?;
-            Ok(Typed {
-                sql_type: target,
-                value: convert(source.value, source.sql_type, target)?,
-            })
-        }
-        Expr::BinaryOp { left, op, right } => {
-            binary(evaluate(left, scope)?, op, || evaluate(right, scope))
-        }
-        Expr::In {
-            expr,
-            target: sqlparser::ast::InTarget::List(list),
-            negated,
-            ..
-        } => {
-            let needle = evaluate(expr, scope)?;
-            let mut result = Some(false);
-            for item in list {
-                match compare(&needle.value, &evaluate(item, scope)?.value) {
-                    Some(Ordering::Equal) => {
-                        result = Some(true);
-                        break;
-                    }
-                    None => result = None,
-                    Some(_) => {}
-                }
-            }
-            Ok(Typed::bit(if *negated {
-                result.map(|b| !b)
-            } else {
-                result
-            }))
-        }
-        Expr::Between {
-            expr,
-            negated,
-            low,
-            high,
-        } => {
-            let value = evaluate(expr, scope)?;
-            let above = compare(&value.value, &evaluate(low, scope)?.value).map(Ordering::is_ge);
-            let below = compare(&value.value, &evaluate(high, scope)?.value).map(Ordering::is_le);
-            let within = and(above, below);
-            Ok(Typed::bit(if *negated {
-                within.map(|b| !b)
-            } else {
-                within
-            }))
-        }
-        Expr::Function(function) => super::functions::scalar(function, scope),
-        Expr::Convert {
-            expr,
-            data_type: Some(data_type),
-            styles,
-            ..
-        } => {
-            let target = datatype::parse(&data_type.to_string())
-                .ok_or_else(|| error::not_implemented(&format!("the type {data_type}")))?;
-            let source = evaluate(expr, scope)?;
-            let style = match styles.first() {
-                Some(style) => match evaluate(style, scope)?.value {
-                    SqlValue::Int(n) => Some(n),
-                    _ => return Err(error::syntax(&style.to_string())),
-                },
-                None => None,
-            };
-            Ok(Typed {
-                sql_type: target,
-                value: super::convert::convert_with_style(
-                    source.value,
-                    source.sql_type,
-                    target,
-                    style,
-                )?,
-            })
-        }
-        other => Err(error::not_implemented(&format!("the expression `{other}`"))),
-    }
+    let plan = Compiler::new(scope).compile(expr)?;
+    let row = scope.row.map_or(&[][..], |(_, values)| values);
+    let value = plan.eval(&Env::row(row, scope.database))?;
+    Ok(Typed {
+        sql_type: plan.sql_type,
+        value,
+    })
 }
 
 /// Whether a predicate holds: Some(true), Some(false), or None for UNKNOWN.
@@ -222,6 +88,259 @@ pub fn truth(typed: &Typed) -> Option<bool> {
         SqlValue::Int(i) => Some(i != 0),
         _ => None,
     }
+}
+
+/// How strongly a character expression holds its collation (SQL Server's collation
+/// precedence): a COLLATE clause beats a column, which beats a literal or variable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Label {
+    /// Literals, variables, and results of non-character expressions: the database default.
+    Coercible,
+    /// A column's own collation.
+    Implicit,
+    /// A COLLATE clause.
+    Explicit,
+}
+
+/// A compiled expression: its node, static type and collation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// What it computes.
+    pub node: Node,
+    /// Its SQL Server type.
+    pub sql_type: SqlType,
+    /// The collation of a character expression (None for other types).
+    pub collation: Option<Collation>,
+    /// The collation's precedence.
+    pub label: Label,
+    /// Written as a literal (`3`, `'a'`): typed by its digits in decimal arithmetic, and a
+    /// `NULL` literal has no type of its own in CASE and ISNULL.
+    pub literal: bool,
+}
+
+/// A comparison operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Comparison {
+    /// `=`
+    Eq,
+    /// `<>`, `!=`
+    Ne,
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+}
+
+impl Comparison {
+    fn holds(self, ordering: Ordering) -> bool {
+        match self {
+            Comparison::Eq => ordering.is_eq(),
+            Comparison::Ne => ordering.is_ne(),
+            Comparison::Lt => ordering.is_lt(),
+            Comparison::Le => ordering.is_le(),
+            Comparison::Gt => ordering.is_gt(),
+            Comparison::Ge => ordering.is_ge(),
+        }
+    }
+}
+
+/// An arithmetic operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arithmetic {
+    /// `+` on numbers.
+    Add,
+    /// `-`
+    Subtract,
+    /// `*`
+    Multiply,
+    /// `/`
+    Divide,
+    /// `%`
+    Modulo,
+}
+
+impl Arithmetic {
+    /// The operator's name in SQL Server's messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Arithmetic::Add => "add",
+            Arithmetic::Subtract => "subtract",
+            Arithmetic::Multiply => "multiply",
+            Arithmetic::Divide => "divide",
+            Arithmetic::Modulo => "modulo",
+        }
+    }
+}
+
+/// A conversion node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CastPlan {
+    /// The converted expression.
+    pub input: Plan,
+    /// CONVERT's style.
+    pub style: Option<i64>,
+    /// Code page of char/varchar input.
+    pub from_page: CodePage,
+    /// Code page of char/varchar output.
+    pub to_page: CodePage,
+    /// TRY_CAST / TRY_CONVERT: a failed conversion is NULL.
+    pub try_cast: bool,
+}
+
+/// The nodes of a plan.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Node {
+    /// A literal, a parameter, or a folded constant subtree.
+    Constant(SqlValue),
+    /// The value of a column of the current row.
+    Column(usize),
+    /// A GROUP BY expression's value for the current group.
+    GroupKey(usize),
+    /// An aggregate's value for the current group.
+    Aggregate(usize),
+    /// CAST, CONVERT, an implicit conversion, or a COLLATE that changes code page.
+    Cast(Box<CastPlan>),
+    /// Unary minus.
+    Negate(Box<Plan>),
+    /// NOT.
+    Not(Box<Plan>),
+    /// IS [NOT] NULL.
+    IsNull {
+        /// Tested expression.
+        operand: Box<Plan>,
+        /// IS NOT NULL.
+        negated: bool,
+    },
+    /// AND.
+    And(Box<Plan>, Box<Plan>),
+    /// OR.
+    Or(Box<Plan>, Box<Plan>),
+    /// A comparison of two operands of one type.
+    Compare {
+        /// Operator.
+        op: Comparison,
+        /// Left operand.
+        left: Box<Plan>,
+        /// Right operand.
+        right: Box<Plan>,
+        /// How strings compare.
+        folding: Folding,
+    },
+    /// `+ - * / %` on numbers.
+    Arithmetic {
+        /// Operator.
+        op: Arithmetic,
+        /// Left operand.
+        left: Box<Plan>,
+        /// Right operand.
+        right: Box<Plan>,
+    },
+    /// `+` on strings or binaries, flattened (`a + b + c` is one node).
+    Concat(Vec<Plan>),
+    /// `[NOT] IN (…)`.
+    In {
+        /// The value looked for.
+        needle: Box<Plan>,
+        /// The list.
+        list: Vec<Plan>,
+        /// NOT IN.
+        negated: bool,
+        /// How strings compare.
+        folding: Folding,
+    },
+    /// `[NOT] BETWEEN low AND high`.
+    Between {
+        /// Tested expression.
+        operand: Box<Plan>,
+        /// Lower bound.
+        low: Box<Plan>,
+        /// Upper bound.
+        high: Box<Plan>,
+        /// NOT BETWEEN.
+        negated: bool,
+        /// How strings compare.
+        folding: Folding,
+    },
+    /// CASE (a simple CASE compiles to a searched one).
+    Case {
+        /// WHEN condition, THEN result.
+        branches: Vec<(Plan, Plan)>,
+        /// ELSE.
+        otherwise: Option<Box<Plan>>,
+    },
+    /// A scalar function.
+    Call {
+        /// Which.
+        function: super::functions::Function,
+        /// Arguments, already converted to what the function takes.
+        args: Vec<Plan>,
+    },
+    /// A subtree that occurs more than once in a statement's expressions; evaluated once per
+    /// row into a slot and read from there after.
+    Shared {
+        /// Slot number.
+        slot: usize,
+        /// The subtree.
+        inner: Box<Plan>,
+    },
+}
+
+/// Per-row results of shared subtrees.
+#[derive(Debug, Default)]
+pub struct Slots {
+    values: std::cell::RefCell<Vec<Option<SqlValue>>>,
+}
+
+impl Slots {
+    /// Room for `count` shared subtrees.
+    pub fn new(count: usize) -> Slots {
+        Slots {
+            values: std::cell::RefCell::new(vec![None; count]),
+        }
+    }
+
+    /// Forgets the previous row's values.
+    pub fn clear(&self) {
+        for slot in self.values.borrow_mut().iter_mut() {
+            *slot = None;
+        }
+    }
+}
+
+/// What a plan is evaluated against.
+#[derive(Clone, Copy)]
+pub struct Env<'r> {
+    /// The current row's values.
+    pub row: &'r [SqlValue],
+    /// The session's database (CDC functions read it).
+    pub database: Option<&'r Database>,
+    /// The current group's GROUP BY values.
+    pub keys: &'r [SqlValue],
+    /// The current group's aggregate values.
+    pub aggregates: &'r [SqlValue],
+    /// Values of shared subtrees for the current row (None: nothing is shared).
+    pub slots: Option<&'r Slots>,
+}
+
+impl<'r> Env<'r> {
+    /// An environment over one row.
+    pub fn row(row: &'r [SqlValue], database: Option<&'r Database>) -> Env<'r> {
+        Env {
+            row,
+            database,
+            keys: &[],
+            aggregates: &[],
+            slots: None,
+        }
+    }
+}
+
+fn bit(value: Option<bool>) -> SqlValue {
+    value.map_or(SqlValue::Null, SqlValue::Bit)
 }
 
 fn and(a: Option<bool>, b: Option<bool>) -> Option<bool> {
@@ -240,62 +359,1231 @@ fn or(a: Option<bool>, b: Option<bool>) -> Option<bool> {
     }
 }
 
-fn binary(
-    left: Typed,
-    op: &BinaryOperator,
-    right: impl FnOnce() -> Result<Typed, SqlError>,
-) -> Result<Typed, SqlError> {
-    use BinaryOperator as B;
-    let right = right()?;
-    let ordering = || compare(&left.value, &right.value);
-    Ok(match op {
-        B::And => Typed::bit(and(truth(&left), truth(&right))),
-        B::Or => Typed::bit(or(truth(&left), truth(&right))),
-        B::Eq => Typed::bit(ordering().map(Ordering::is_eq)),
-        B::NotEq => Typed::bit(ordering().map(Ordering::is_ne)),
-        B::Lt => Typed::bit(ordering().map(Ordering::is_lt)),
-        B::LtEq => Typed::bit(ordering().map(Ordering::is_le)),
-        B::Gt => Typed::bit(ordering().map(Ordering::is_gt)),
-        B::GtEq => Typed::bit(ordering().map(Ordering::is_ge)),
-        B::Plus | B::Minus | B::Multiply | B::Divide | B::Modulo => {
-            super::arithmetic::apply(op, left, right)?
+fn as_truth(value: &SqlValue) -> Option<bool> {
+    match value {
+        SqlValue::Bit(b) => Some(*b),
+        _ => None,
+    }
+}
+
+impl Plan {
+    /// A plan with a non-character type.
+    pub fn typed(node: Node, sql_type: SqlType) -> Plan {
+        Plan {
+            node,
+            sql_type,
+            collation: None,
+            label: Label::Coercible,
+            literal: false,
         }
-        other => return Err(error::not_implemented(&format!("the operator {other}"))),
+    }
+
+    /// A plan with a character type in `collation`.
+    pub fn text(node: Node, sql_type: SqlType, collation: Collation, label: Label) -> Plan {
+        Plan {
+            node,
+            sql_type,
+            collation: Some(collation),
+            label,
+            literal: false,
+        }
+    }
+
+    /// A constant of `sql_type` (the default collation for character types).
+    pub fn constant(value: SqlValue, sql_type: SqlType) -> Plan {
+        let collation = datatype::is_character(sql_type).then(Collation::server_default);
+        Plan {
+            node: Node::Constant(value),
+            sql_type,
+            collation,
+            label: Label::Coercible,
+            literal: false,
+        }
+    }
+
+    fn condition(node: Node) -> Plan {
+        Plan::typed(node, SqlType::Bit)
+    }
+
+    /// Whether this is the `NULL` literal (typeless where SQL Server infers a type).
+    pub fn is_null_literal(&self) -> bool {
+        self.literal && self.node == Node::Constant(SqlValue::Null)
+    }
+
+    /// Whether this is a condition (comparison, AND/OR/NOT, IS NULL, IN, BETWEEN), what
+    /// WHERE, HAVING, ON and WHEN take.
+    pub fn is_condition(&self) -> bool {
+        matches!(
+            self.node,
+            Node::Compare { .. }
+                | Node::And(..)
+                | Node::Or(..)
+                | Node::Not(_)
+                | Node::IsNull { .. }
+                | Node::In { .. }
+                | Node::Between { .. }
+        )
+    }
+
+    /// The code page of this expression's char/varchar text.
+    pub fn code_page(&self) -> CodePage {
+        self.collation
+            .as_ref()
+            .map_or(CodePage::Cp1252, |c| c.code_page)
+    }
+
+    /// Whether the plan reads the row (a column anywhere in it).
+    pub fn reads_row(&self) -> bool {
+        let mut reads = false;
+        self.visit(&mut |plan| reads |= matches!(plan.node, Node::Column(_)));
+        reads
+    }
+
+    /// Calls `f` on this plan and every plan under it.
+    pub fn visit(&self, f: &mut dyn FnMut(&Plan)) {
+        f(self);
+        self.children().into_iter().for_each(|c| c.visit(f));
+    }
+
+    /// The plans directly under this one.
+    pub fn children(&self) -> Vec<&Plan> {
+        match &self.node {
+            Node::Constant(_) | Node::Column(_) | Node::GroupKey(_) | Node::Aggregate(_) => {
+                Vec::new()
+            }
+            Node::Cast(c) => vec![&c.input],
+            Node::Negate(p) | Node::Not(p) | Node::IsNull { operand: p, .. } => vec![p],
+            Node::Shared { inner, .. } => vec![inner],
+            Node::And(a, b)
+            | Node::Or(a, b)
+            | Node::Compare {
+                left: a, right: b, ..
+            }
+            | Node::Arithmetic {
+                left: a, right: b, ..
+            } => vec![a, b],
+            Node::Concat(list) | Node::Call { args: list, .. } => list.iter().collect(),
+            Node::In { needle, list, .. } => std::iter::once(&**needle).chain(list).collect(),
+            Node::Between {
+                operand, low, high, ..
+            } => vec![operand, low, high],
+            Node::Case {
+                branches,
+                otherwise,
+            } => branches
+                .iter()
+                .flat_map(|(w, t)| [w, t])
+                .chain(otherwise.as_deref())
+                .collect(),
+        }
+    }
+
+    /// The plans directly under this one, mutable.
+    pub fn children_mut(&mut self) -> Vec<&mut Plan> {
+        match &mut self.node {
+            Node::Constant(_) | Node::Column(_) | Node::GroupKey(_) | Node::Aggregate(_) => {
+                Vec::new()
+            }
+            Node::Cast(c) => vec![&mut c.input],
+            Node::Negate(p) | Node::Not(p) | Node::IsNull { operand: p, .. } => vec![p],
+            Node::Shared { inner, .. } => vec![inner],
+            Node::And(a, b)
+            | Node::Or(a, b)
+            | Node::Compare {
+                left: a, right: b, ..
+            }
+            | Node::Arithmetic {
+                left: a, right: b, ..
+            } => vec![a, b],
+            Node::Concat(list) | Node::Call { args: list, .. } => list.iter_mut().collect(),
+            Node::In { needle, list, .. } => std::iter::once(&mut **needle)
+                .chain(list.iter_mut())
+                .collect(),
+            Node::Between {
+                operand, low, high, ..
+            } => vec![operand, low, high],
+            Node::Case {
+                branches,
+                otherwise,
+            } => branches
+                .iter_mut()
+                .flat_map(|(w, t)| [w, t])
+                .chain(otherwise.as_deref_mut())
+                .collect(),
+        }
+    }
+
+    /// Evaluates the plan.
+    pub fn eval(&self, env: &Env<'_>) -> Result<SqlValue, SqlError> {
+        Ok(match &self.node {
+            Node::Constant(value) => value.clone(),
+            Node::Column(i) => env.row.get(*i).cloned().unwrap_or(SqlValue::Null),
+            Node::GroupKey(i) => env.keys.get(*i).cloned().unwrap_or(SqlValue::Null),
+            Node::Aggregate(i) => env.aggregates.get(*i).cloned().unwrap_or(SqlValue::Null),
+            Node::Cast(c) => {
+                let value = c.input.eval(env)?;
+                match cast(
+                    value,
+                    c.input.sql_type,
+                    self.sql_type,
+                    c.style,
+                    c.from_page,
+                    c.to_page,
+                ) {
+                    Ok(value) => value,
+                    Err(e) if c.try_cast && e.number != 529 => SqlValue::Null,
+                    Err(e) => return Err(e),
+                }
+            }
+            Node::Negate(operand) => super::arithmetic::negate(operand.eval(env)?, self.sql_type)?,
+            Node::Not(operand) => bit(as_truth(&operand.eval(env)?).map(|b| !b)),
+            Node::IsNull { operand, negated } => {
+                SqlValue::Bit((operand.eval(env)? == SqlValue::Null) != *negated)
+            }
+            Node::And(a, b) => {
+                let left = as_truth(&a.eval(env)?);
+                if left == Some(false) {
+                    return Ok(SqlValue::Bit(false));
+                }
+                bit(and(left, as_truth(&b.eval(env)?)))
+            }
+            Node::Or(a, b) => {
+                let left = as_truth(&a.eval(env)?);
+                if left == Some(true) {
+                    return Ok(SqlValue::Bit(true));
+                }
+                bit(or(left, as_truth(&b.eval(env)?)))
+            }
+            Node::Compare {
+                op,
+                left,
+                right,
+                folding,
+            } => {
+                let (a, b) = (left.eval(env)?, right.eval(env)?);
+                bit(compare_folded(&a, &b, *folding).map(|o| op.holds(o)))
+            }
+            Node::Arithmetic { op, left, right } => {
+                let (a, b) = (left.eval(env)?, right.eval(env)?);
+                super::arithmetic::apply(*op, a, b, left.sql_type, right.sql_type, self.sql_type)?
+            }
+            Node::Concat(parts) => concat(parts, self.sql_type, self.code_page(), env)?,
+            Node::In {
+                needle,
+                list,
+                negated,
+                folding,
+            } => {
+                let needle = needle.eval(env)?;
+                let mut result = Some(false);
+                for item in list {
+                    match compare_folded(&needle, &item.eval(env)?, *folding) {
+                        Some(Ordering::Equal) => {
+                            result = Some(true);
+                            break;
+                        }
+                        None => result = None,
+                        Some(_) => {}
+                    }
+                }
+                bit(if *negated { result.map(|b| !b) } else { result })
+            }
+            Node::Between {
+                operand,
+                low,
+                high,
+                negated,
+                folding,
+            } => {
+                let value = operand.eval(env)?;
+                let above = compare_folded(&value, &low.eval(env)?, *folding).map(Ordering::is_ge);
+                let below = compare_folded(&value, &high.eval(env)?, *folding).map(Ordering::is_le);
+                let within = and(above, below);
+                bit(if *negated { within.map(|b| !b) } else { within })
+            }
+            Node::Case {
+                branches,
+                otherwise,
+            } => {
+                for (when, then) in branches {
+                    if as_truth(&when.eval(env)?) == Some(true) {
+                        return then.eval(env);
+                    }
+                }
+                match otherwise {
+                    Some(otherwise) => otherwise.eval(env)?,
+                    None => SqlValue::Null,
+                }
+            }
+            Node::Call { function, args } => function.call(args, self, env)?,
+            Node::Shared { slot, inner } => {
+                let Some(slots) = env.slots else {
+                    return inner.eval(env);
+                };
+                if let Some(Some(value)) = slots.values.borrow().get(*slot) {
+                    return Ok(value.clone());
+                }
+                let value = inner.eval(env)?;
+                if let Some(cell) = slots.values.borrow_mut().get_mut(*slot) {
+                    *cell = Some(value.clone());
+                }
+                value
+            }
+        })
+    }
+
+    /// Whether a condition holds for the row (UNKNOWN does not).
+    pub fn holds(&self, env: &Env<'_>) -> Result<bool, SqlError> {
+        Ok(self.eval(env)? == SqlValue::Bit(true))
+    }
+}
+
+/// `a + b + …` on strings or binaries: NULL if any part is NULL; cut to the type's length
+/// (8,000 bytes unless a part is a large value type).
+fn concat(
+    parts: &[Plan],
+    sql_type: SqlType,
+    page: CodePage,
+    env: &Env<'_>,
+) -> Result<SqlValue, SqlError> {
+    let limit = datatype::char_length(sql_type).map(usize::from);
+    if datatype::is_binary(sql_type) {
+        let mut out: Vec<u8> = Vec::new();
+        for part in parts {
+            match part.eval(env)? {
+                SqlValue::Binary(bytes) if out.is_empty() => out = bytes,
+                SqlValue::Binary(bytes) => out.extend_from_slice(&bytes),
+                _ => return Ok(SqlValue::Null),
+            }
+        }
+        if let Some(limit) = limit {
+            out.truncate(limit);
+        }
+        return Ok(SqlValue::Binary(out));
+    }
+    let mut out = String::new();
+    for part in parts {
+        match part.eval(env)? {
+            SqlValue::Text(text) if out.is_empty() => out = text,
+            SqlValue::Text(text) => out.push_str(&text),
+            _ => return Ok(SqlValue::Null),
+        }
+    }
+    if let Some(limit) = limit
+        && super::convert::units(&out, sql_type, page) > limit
+    {
+        let fitted = cast(SqlValue::Text(out), sql_type, sql_type, None, page, page)?;
+        return Ok(fitted);
+    }
+    Ok(SqlValue::Text(out))
+}
+
+/// The GROUP BY expressions and the aggregates of a grouped SELECT, collected while its
+/// select list, HAVING and ORDER BY compile.
+#[derive(Debug, Default)]
+pub struct Grouping {
+    /// GROUP BY expressions, compiled over rows.
+    pub keys: Vec<Plan>,
+    /// The aggregates found, each once.
+    pub aggregates: Vec<super::functions::AggregateCall>,
+}
+
+/// Compiles expressions of one statement.
+pub struct Compiler<'a> {
+    columns: &'a [Column],
+    qualifiers: &'a [String],
+    parameters: &'a Parameters,
+    database: Option<&'a Database>,
+    /// Set while compiling the select list, HAVING and ORDER BY of a grouped query.
+    pub grouping: Option<Grouping>,
+    /// Set while compiling an aggregate's argument (another aggregate there is error 130).
+    pub in_aggregate: bool,
+}
+
+impl<'a> Compiler<'a> {
+    /// A compiler for the names of `scope`.
+    pub fn new(scope: Scope<'a>) -> Compiler<'a> {
+        Compiler {
+            columns: scope.row.map_or(&[][..], |(columns, _)| columns),
+            qualifiers: scope.qualifiers,
+            parameters: scope.parameters,
+            database: scope.database,
+            grouping: None,
+            in_aggregate: false,
+        }
+    }
+
+    /// A compiler for expressions over rows of `columns`.
+    pub fn over(
+        columns: &'a [Column],
+        qualifiers: &'a [String],
+        parameters: &'a Parameters,
+        database: Option<&'a Database>,
+    ) -> Compiler<'a> {
+        Compiler {
+            columns,
+            qualifiers,
+            parameters,
+            database,
+            grouping: None,
+            in_aggregate: false,
+        }
+    }
+
+    /// The session's database.
+    pub fn database(&self) -> Option<&'a Database> {
+        self.database
+    }
+
+    /// Compiles a condition (WHERE, ON, HAVING): error 4145 when it is not one.
+    pub fn condition(&mut self, expr: &Expr) -> Result<Plan, SqlError> {
+        let plan = self.compile(expr)?;
+        if !plan.is_condition() {
+            return Err(error::not_a_condition(&first_token(expr)));
+        }
+        Ok(plan)
+    }
+
+    /// Compiles `expr`.
+    pub fn compile(&mut self, expr: &Expr) -> Result<Plan, SqlError> {
+        if self.grouping.is_some() {
+            return self.compile_grouped(expr);
+        }
+        self.compile_node(expr)
+    }
+
+    /// In a grouped query an expression is an aggregate, a GROUP BY expression, a constant,
+    /// or built from those; a column anywhere else is error 8120.
+    fn compile_grouped(&mut self, expr: &Expr) -> Result<Plan, SqlError> {
+        if let Expr::Function(function) = expr
+            && super::functions::is_aggregate(function)
+        {
+            return super::functions::compile_aggregate(self, function);
+        }
+        let grouping = self.grouping.take();
+        let over_rows = self.compile_node(expr);
+        self.grouping = grouping;
+        if let Ok(plan) = over_rows {
+            if let Some(grouping) = &self.grouping
+                && let Some(index) = grouping.keys.iter().position(|k| *k == plan)
+            {
+                let key = &grouping.keys[index];
+                return Ok(Plan {
+                    node: Node::GroupKey(index),
+                    sql_type: key.sql_type,
+                    collation: key.collation.clone(),
+                    label: key.label,
+                    literal: false,
+                });
+            }
+            if !plan.reads_row() {
+                return Ok(plan);
+            }
+        }
+        self.compile_node(expr)
+    }
+
+    fn compile_node(&mut self, expr: &Expr) -> Result<Plan, SqlError> {
+        let plan = match expr {
+            Expr::Value(value) => literal(&value.value)?,
+            Expr::Identifier(ident) if ident.value.starts_with('@') => self
+                .parameters
+                .get(&ident.value.to_lowercase())
+                .map(|typed| Plan::constant(typed.value.clone(), typed.sql_type))
+                .ok_or_else(|| error::undeclared_variable(&ident.value))?,
+            Expr::Identifier(ident) => self.column(None, &ident.value)?,
+            Expr::CompoundIdentifier(parts) => match parts.as_slice() {
+                [.., qualifier, name] => self.column(Some(&qualifier.value), &name.value)?,
+                [name] => self.column(None, &name.value)?,
+                [] => return Err(error::syntax("")),
+            },
+            Expr::Nested(inner) => self.compile(inner)?,
+            Expr::UnaryOp {
+                op: UnaryOperator::Minus,
+                expr: inner,
+            } => {
+                // `-2147483648` is an int literal, not the negation of a numeric one.
+                if let Expr::Value(value) = inner.as_ref()
+                    && let Value::Number(text, _) = &value.value
+                {
+                    let mut plan = number(&format!("-{text}"))?;
+                    plan.literal = true;
+                    return Ok(plan);
+                }
+                let operand = self.compile(inner)?;
+                self.negate(operand)?
+            }
+            Expr::UnaryOp {
+                op: UnaryOperator::Plus,
+                expr: inner,
+            } => self.compile(inner)?,
+            Expr::UnaryOp {
+                op: UnaryOperator::Not,
+                expr: inner,
+            } => {
+                let operand = self.compile(inner)?;
+                if !operand.is_condition() {
+                    return Err(error::not_a_condition(&first_token(inner)));
+                }
+                Plan::condition(Node::Not(Box::new(operand)))
+            }
+            Expr::IsNull(inner) | Expr::IsNotNull(inner) => Plan::condition(Node::IsNull {
+                operand: Box::new(self.compile(inner)?),
+                negated: matches!(expr, Expr::IsNotNull(_)),
+            }),
+            Expr::Cast {
+                kind: kind @ (CastKind::Cast | CastKind::TryCast),
+                expr: inner,
+                data_type,
+                ..
+            } => {
+                let target = target_type(data_type)?;
+                let input = self.compile(inner)?;
+                self.explicit_cast(input, target, None, *kind == CastKind::TryCast)?
+            }
+            Expr::Convert {
+                is_try,
+                expr: inner,
+                data_type: Some(data_type),
+                styles,
+                ..
+            } => {
+                let target = target_type(data_type)?;
+                let style = match styles.first() {
+                    Some(style) => match self.compile(style)?.node {
+                        Node::Constant(SqlValue::Int(n)) => Some(n),
+                        Node::Constant(SqlValue::Null) => None,
+                        _ => return Err(error::syntax(&style.to_string())),
+                    },
+                    None => None,
+                };
+                let input = self.compile(inner)?;
+                self.explicit_cast(input, target, style, *is_try)?
+            }
+            Expr::Collate {
+                expr: inner,
+                collation,
+            } => {
+                let name = collation
+                    .0
+                    .last()
+                    .and_then(|p| p.as_ident())
+                    .map(|i| i.value.clone())
+                    .unwrap_or_default();
+                let collation = Collation::parse(&name)?;
+                let input = self.compile(inner)?;
+                collate(input, collation)?
+            }
+            Expr::BinaryOp { left, op, right } => self.binary(left, op, right)?,
+            Expr::In {
+                expr: needle,
+                target: sqlparser::ast::InTarget::List(list),
+                negated,
+                ..
+            } => {
+                let mut plans = vec![self.compile(needle)?];
+                for item in list {
+                    plans.push(self.compile(item)?);
+                }
+                let (mut plans, folding) = self.comparable(plans, "IN")?;
+                let needle = plans.remove(0);
+                Plan::condition(Node::In {
+                    needle: Box::new(needle),
+                    list: plans,
+                    negated: *negated,
+                    folding,
+                })
+            }
+            Expr::Between {
+                expr: operand,
+                negated,
+                low,
+                high,
+            } => {
+                let plans = vec![
+                    self.compile(operand)?,
+                    self.compile(low)?,
+                    self.compile(high)?,
+                ];
+                let (plans, folding) = self.comparable(plans, "BETWEEN")?;
+                let [operand, low, high]: [Plan; 3] =
+                    plans.try_into().map_err(|_| error::syntax("BETWEEN"))?;
+                Plan::condition(Node::Between {
+                    operand: Box::new(operand),
+                    low: Box::new(low),
+                    high: Box::new(high),
+                    negated: *negated,
+                    folding,
+                })
+            }
+            Expr::Case {
+                operand,
+                conditions,
+                else_result,
+                ..
+            } => self.case(operand.as_deref(), conditions, else_result.as_deref())?,
+            Expr::Function(function) => super::functions::compile(self, function)?,
+            Expr::Substring {
+                expr: inner,
+                substring_from,
+                substring_for,
+                ..
+            } => {
+                let (Some(from), Some(length)) = (substring_from, substring_for) else {
+                    return Err(error::argument_count("substring", 3));
+                };
+                let args = vec![
+                    self.compile(inner)?,
+                    self.compile(from)?,
+                    self.compile(length)?,
+                ];
+                super::functions::substring(args)?
+            }
+            Expr::In { .. } | Expr::Subquery(_) | Expr::Exists { .. } => {
+                return Err(error::not_implemented("subqueries"));
+            }
+            other => {
+                return Err(error::not_implemented(&format!("the expression `{other}`")));
+            }
+        };
+        Ok(fold(plan, self.database))
+    }
+
+    fn column(&self, qualifier: Option<&str>, name: &str) -> Result<Plan, SqlError> {
+        let shown = qualifier.map_or_else(|| name.to_owned(), |q| format!("{q}.{name}"));
+        let qualified = |i: usize| {
+            qualifier.is_none_or(|q| {
+                self.qualifiers
+                    .get(i)
+                    .is_none_or(|own| own.eq_ignore_ascii_case(q))
+            })
+        };
+        let mut found = (0..self.columns.len())
+            .filter(|i| self.columns[*i].name.eq_ignore_ascii_case(name) && qualified(*i));
+        let index = found.next().ok_or_else(|| error::invalid_column(&shown))?;
+        if found.next().is_some() {
+            return Err(error::ambiguous_column(name));
+        }
+        if self.grouping.is_some() {
+            return Err(error::not_grouped(&shown));
+        }
+        let sql_type = self.columns[index].sql_type;
+        Ok(Plan {
+            node: Node::Column(index),
+            sql_type,
+            collation: datatype::is_character(sql_type).then(Collation::server_default),
+            label: Label::Implicit,
+            literal: false,
+        })
+    }
+
+    fn negate(&self, operand: Plan) -> Result<Plan, SqlError> {
+        let sql_type = operand.sql_type;
+        if !datatype::is_number(sql_type) || sql_type == SqlType::Bit {
+            let shown = datatype::name(sql_type);
+            return Err(error::invalid_operand(
+                shown.split('(').next().unwrap_or(&shown),
+                "minus",
+            ));
+        }
+        Ok(Plan::typed(Node::Negate(Box::new(operand)), sql_type))
+    }
+
+    fn binary(&mut self, left: &Expr, op: &BinaryOperator, right: &Expr) -> Result<Plan, SqlError> {
+        use BinaryOperator as B;
+        let comparison = match op {
+            B::Eq => Some(Comparison::Eq),
+            B::NotEq => Some(Comparison::Ne),
+            B::Lt => Some(Comparison::Lt),
+            B::LtEq => Some(Comparison::Le),
+            B::Gt => Some(Comparison::Gt),
+            B::GtEq => Some(Comparison::Ge),
+            _ => None,
+        };
+        if let Some(op) = comparison {
+            let plans = vec![self.compile(left)?, self.compile(right)?];
+            let (plans, folding) = self.comparable(plans, comparison_name(op))?;
+            let [left, right]: [Plan; 2] = plans.try_into().map_err(|_| error::syntax("="))?;
+            return Ok(Plan::condition(Node::Compare {
+                op,
+                left: Box::new(left),
+                right: Box::new(right),
+                folding,
+            }));
+        }
+        match op {
+            B::And | B::Or => {
+                let (a, b) = (self.compile(left)?, self.compile(right)?);
+                for (plan, expr) in [(&a, left), (&b, right)] {
+                    if !plan.is_condition() {
+                        return Err(error::not_a_condition(&first_token(expr)));
+                    }
+                }
+                Ok(Plan::condition(if *op == B::And {
+                    Node::And(Box::new(a), Box::new(b))
+                } else {
+                    Node::Or(Box::new(a), Box::new(b))
+                }))
+            }
+            B::Plus | B::Minus | B::Multiply | B::Divide | B::Modulo => {
+                let operator = match op {
+                    B::Plus => Arithmetic::Add,
+                    B::Minus => Arithmetic::Subtract,
+                    B::Multiply => Arithmetic::Multiply,
+                    B::Divide => Arithmetic::Divide,
+                    _ => Arithmetic::Modulo,
+                };
+                let (a, b) = (self.compile(left)?, self.compile(right)?);
+                self.arithmetic(operator, a, b)
+            }
+            other => Err(error::not_implemented(&format!("the operator {other}"))),
+        }
+    }
+
+    /// `a op b` on numbers, or `+` joining strings or binaries.
+    pub fn arithmetic(&self, op: Arithmetic, a: Plan, b: Plan) -> Result<Plan, SqlError> {
+        let joinable =
+            |t: SqlType| datatype::is_character(t) || datatype::is_binary(t) || t == SqlType::Xml;
+        if op == Arithmetic::Add && joinable(a.sql_type) && joinable(b.sql_type) {
+            return self.concatenation(a, b);
+        }
+        let typing = super::arithmetic::result_type(op, &a, &b)?;
+        let a = self.implicit(a, typing.left)?;
+        let b = self.implicit(b, typing.right)?;
+        Ok(Plan::typed(
+            Node::Arithmetic {
+                op,
+                left: Box::new(a),
+                right: Box::new(b),
+            },
+            typing.result,
+        ))
+    }
+
+    fn concatenation(&self, a: Plan, b: Plan) -> Result<Plan, SqlError> {
+        let binary = datatype::is_binary(a.sql_type) && datatype::is_binary(b.sql_type);
+        if a.sql_type == SqlType::Xml || b.sql_type == SqlType::Xml {
+            return Err(error::invalid_operand("xml", "add"));
+        }
+        let unicode = datatype::is_unicode(a.sql_type) || datatype::is_unicode(b.sql_type);
+        let length = match (
+            datatype::char_length(a.sql_type),
+            datatype::char_length(b.sql_type),
+        ) {
+            (Some(x), Some(y)) => {
+                let limit = if unicode { 4000 } else { 8000 };
+                Some((u32::from(x) + u32::from(y)).min(limit) as u16)
+            }
+            _ => None,
+        };
+        let result = if binary {
+            SqlType::VarBinary { length }
+        } else if unicode {
+            SqlType::NVarChar { length }
+        } else {
+            SqlType::VarChar { length }
+        };
+        let (collation, label) = if binary {
+            (None, Label::Coercible)
+        } else {
+            let (collation, label) = resolve_collation(&[&a, &b], "add")?;
+            (Some(collation), label)
+        };
+        let page = collation.as_ref().map_or(CodePage::Cp1252, |c| c.code_page);
+        let mut parts = Vec::new();
+        for part in [a, b] {
+            // A binary meeting a string becomes the string's type first.
+            let part = if !binary && datatype::is_binary(part.sql_type) {
+                let target = if unicode {
+                    SqlType::NVarChar { length: None }
+                } else {
+                    SqlType::VarChar { length: None }
+                };
+                implicit_cast(part, target, page)
+            } else if !binary && !unicode && part.code_page() != page {
+                recode(part, page)
+            } else {
+                part
+            };
+            match part.node {
+                // Keep `a + b + c` one node, so the result is built in one buffer.
+                Node::Concat(inner)
+                    if part.sql_type == result
+                        || datatype::is_max(part.sql_type) == datatype::is_max(result) =>
+                {
+                    parts.extend(inner)
+                }
+                _ => parts.push(part),
+            }
+        }
+        let mut plan = Plan::typed(Node::Concat(parts), result);
+        plan.collation = collation;
+        plan.label = label;
+        Ok(plan)
+    }
+
+    /// Operands brought to the type they are compared as; the folding of their collation.
+    fn comparable(
+        &self,
+        plans: Vec<Plan>,
+        operation: &str,
+    ) -> Result<(Vec<Plan>, Folding), SqlError> {
+        let mut common: Option<SqlType> = None;
+        for plan in plans.iter().filter(|p| !p.is_null_literal()) {
+            if plan.sql_type == SqlType::Xml {
+                return Err(crate::tds::token::ServerMessage {
+                    number: 305,
+                    state: 1,
+                    class: 16,
+                    text: "The XML data type cannot be compared or sorted, except when using the IS NULL operator.".to_owned(),
+                });
+            }
+            common = Some(match common {
+                None => plan.sql_type,
+                Some(t) => datatype::common(t, plan.sql_type)?,
+            });
+        }
+        let Some(common) = common else {
+            return Ok((plans, Folding::CaseInsensitive));
+        };
+        let folding = if datatype::is_character(common) {
+            let refs: Vec<&Plan> = plans
+                .iter()
+                .filter(|p| datatype::is_character(p.sql_type))
+                .collect();
+            resolve_collation(&refs, operation)?.0.folding
+        } else {
+            Folding::Binary
+        };
+        let plans = plans
+            .into_iter()
+            .map(|plan| {
+                if plan.is_null_literal() || same_kind(plan.sql_type, common) {
+                    Ok(plan)
+                } else {
+                    self.implicit(plan, common)
+                }
+            })
+            .collect::<Result<_, _>>()?;
+        Ok((plans, folding))
+    }
+
+    /// An implicit conversion of `plan` to `to` (errors 257 and 206 when SQL Server does not
+    /// make it by itself).
+    pub fn implicit(&self, plan: Plan, to: SqlType) -> Result<Plan, SqlError> {
+        if plan.sql_type == to || plan.is_null_literal() {
+            let mut plan = plan;
+            if plan.is_null_literal() {
+                plan.sql_type = to;
+            }
+            return Ok(plan);
+        }
+        datatype::check_implicit(plan.sql_type, to)?;
+        let page = plan.code_page();
+        Ok(fold(implicit_cast(plan, to, page), self.database))
+    }
+
+    /// CAST / CONVERT: error 529 when SQL Server never converts between the types.
+    pub fn explicit_cast(
+        &self,
+        input: Plan,
+        target: SqlType,
+        style: Option<i64>,
+        try_cast: bool,
+    ) -> Result<Plan, SqlError> {
+        if datatype::conversion(input.sql_type, target) == datatype::Conversion::NotAllowed
+            && !input.is_null_literal()
+        {
+            let name = |t: SqlType| {
+                let n = datatype::name(t);
+                n.split('(').next().unwrap_or(&n).to_owned()
+            };
+            return Err(error::conversion_not_allowed(
+                &name(input.sql_type),
+                &name(target),
+            ));
+        }
+        // The result keeps a character input's collation; anything else gets the default.
+        let (collation, label) = if datatype::is_character(target) {
+            match (&input.collation, datatype::is_character(input.sql_type)) {
+                (Some(collation), true) => (Some(collation.clone()), input.label),
+                _ => (Some(Collation::server_default()), Label::Coercible),
+            }
+        } else {
+            (None, Label::Coercible)
+        };
+        let from_page = input.code_page();
+        let to_page = collation.as_ref().map_or(CodePage::Cp1252, |c| c.code_page);
+        Ok(Plan {
+            node: Node::Cast(Box::new(CastPlan {
+                input,
+                style,
+                from_page,
+                to_page,
+                try_cast,
+            })),
+            sql_type: target,
+            collation,
+            label,
+            literal: false,
+        })
+    }
+
+    fn case(
+        &mut self,
+        operand: Option<&Expr>,
+        conditions: &[sqlparser::ast::CaseWhen],
+        otherwise: Option<&Expr>,
+    ) -> Result<Plan, SqlError> {
+        let operand = operand.map(|o| self.compile(o)).transpose()?;
+        let mut whens = Vec::new();
+        let mut results = Vec::new();
+        for condition in conditions {
+            let when = match &operand {
+                // A simple CASE compares the operand with each WHEN value.
+                Some(operand) => {
+                    let plans = vec![operand.clone(), self.compile(&condition.condition)?];
+                    let (plans, folding) = self.comparable(plans, "equal to")?;
+                    let [left, right]: [Plan; 2] =
+                        plans.try_into().map_err(|_| error::syntax("CASE"))?;
+                    Plan::condition(Node::Compare {
+                        op: Comparison::Eq,
+                        left: Box::new(left),
+                        right: Box::new(right),
+                        folding,
+                    })
+                }
+                None => {
+                    let plan = self.compile(&condition.condition)?;
+                    if !plan.is_condition() {
+                        return Err(error::not_a_condition(&first_token(&condition.condition)));
+                    }
+                    plan
+                }
+            };
+            whens.push(when);
+            results.push(self.compile(&condition.result)?);
+        }
+        let otherwise = otherwise.map(|e| self.compile(e)).transpose()?;
+        let all: Vec<&Plan> = results.iter().chain(otherwise.as_ref()).collect();
+        let result_type = self.result_type(&all)?;
+        let (collation, label) = if datatype::is_character(result_type) {
+            let characters: Vec<&Plan> = all
+                .iter()
+                .copied()
+                .filter(|p| datatype::is_character(p.sql_type))
+                .collect();
+            let (collation, label) = resolve_collation(&characters, "CASE")?;
+            (Some(collation), label)
+        } else {
+            (None, Label::Coercible)
+        };
+        let branches = whens
+            .into_iter()
+            .zip(results)
+            .map(|(when, then)| Ok((when, self.to_result(then, result_type)?)))
+            .collect::<Result<Vec<_>, SqlError>>()?;
+        let otherwise = otherwise
+            .map(|o| self.to_result(o, result_type))
+            .transpose()?
+            .map(Box::new);
+        let mut plan = Plan::typed(
+            Node::Case {
+                branches,
+                otherwise,
+            },
+            result_type,
+        );
+        plan.collation = collation;
+        plan.label = label;
+        Ok(plan)
+    }
+
+    /// The type a set of results (CASE branches, COALESCE arguments) shares: NULL literals do
+    /// not count; all NULL is int.
+    pub fn result_type(&self, plans: &[&Plan]) -> Result<SqlType, SqlError> {
+        let mut result: Option<SqlType> = None;
+        for plan in plans.iter().filter(|p| !p.is_null_literal()) {
+            result = Some(match result {
+                None => plan.sql_type,
+                Some(t) => datatype::common(t, plan.sql_type)?,
+            });
+        }
+        Ok(result.unwrap_or(SqlType::Int))
+    }
+
+    /// `plan` as a value of `result_type` (no conversion when the value needs none).
+    pub fn to_result(&self, plan: Plan, result_type: SqlType) -> Result<Plan, SqlError> {
+        if plan.is_null_literal() {
+            let mut plan = plan;
+            plan.sql_type = result_type;
+            return Ok(plan);
+        }
+        if widens_without_change(plan.sql_type, result_type) {
+            return Ok(plan);
+        }
+        self.implicit(plan, result_type)
+    }
+}
+
+/// Whether a value of `from` already is a value of `to` (a wider varchar, a higher precision
+/// at the same scale, a wider integer), so no conversion node is needed.
+fn widens_without_change(from: SqlType, to: SqlType) -> bool {
+    use SqlType as T;
+    let wider = |a: Option<u16>, b: Option<u16>| match (a, b) {
+        (_, None) => true,
+        (Some(a), Some(b)) => a <= b,
+        (None, Some(_)) => false,
+    };
+    match (from, to) {
+        _ if from == to => true,
+        (T::VarChar { length: a }, T::VarChar { length: b })
+        | (T::NVarChar { length: a }, T::NVarChar { length: b })
+        | (T::VarBinary { length: a }, T::VarBinary { length: b }) => wider(a, b),
+        (T::VarChar { length: a }, T::NVarChar { length: b }) => wider(a, b),
+        (
+            T::Decimal {
+                precision: p1,
+                scale: s1,
+            },
+            T::Decimal {
+                precision: p2,
+                scale: s2,
+            },
+        ) => s1 == s2 && p1 <= p2,
+        (a, b) if datatype::is_integer(a) && datatype::is_integer(b) => {
+            datatype::precedence(a) <= datatype::precedence(b)
+        }
+        _ => false,
+    }
+}
+
+/// Whether values of two types compare without converting one (numbers compare across
+/// their kinds by value; strings across char/nchar/varchar/nvarchar).
+fn same_kind(a: SqlType, b: SqlType) -> bool {
+    let kind = |t: SqlType| match t {
+        t if datatype::is_number(t) => 0,
+        t if datatype::is_character(t) => 1,
+        t if datatype::is_binary(t) => 2,
+        SqlType::Date => 3,
+        SqlType::Time { .. } => 4,
+        SqlType::DateTime | SqlType::SmallDateTime | SqlType::DateTime2 { .. } => 5,
+        SqlType::DateTimeOffset { .. } => 6,
+        SqlType::UniqueIdentifier => 7,
+        _ => 8,
+    };
+    kind(a) == kind(b)
+}
+
+/// An implicit conversion node; a character result keeps the input's collation when it has
+/// one, else gets the default in code page `page`.
+fn implicit_cast(plan: Plan, to: SqlType, page: CodePage) -> Plan {
+    let (collation, label) = if datatype::is_character(to) {
+        match (&plan.collation, datatype::is_character(plan.sql_type)) {
+            (Some(c), true) => (Some(c.clone()), plan.label),
+            _ => (Some(Collation::server_default()), Label::Coercible),
+        }
+    } else {
+        (None, Label::Coercible)
+    };
+    let to_page = collation.as_ref().map_or(page, |c| c.code_page);
+    let from_page = plan.code_page();
+    Plan {
+        node: Node::Cast(Box::new(CastPlan {
+            input: plan,
+            style: None,
+            from_page,
+            to_page,
+            try_cast: false,
+        })),
+        sql_type: to,
+        collation,
+        label,
+        literal: false,
+    }
+}
+
+/// varchar text moved into another code page (a UTF-8 varchar meeting a code-page one).
+fn recode(plan: Plan, page: CodePage) -> Plan {
+    let sql_type = plan.sql_type;
+    let collation = plan.collation.clone();
+    let label = plan.label;
+    let from_page = plan.code_page();
+    Plan {
+        node: Node::Cast(Box::new(CastPlan {
+            input: plan,
+            style: None,
+            from_page,
+            to_page: page,
+            try_cast: false,
+        })),
+        sql_type,
+        collation,
+        label,
+        literal: false,
+    }
+}
+
+/// `expr COLLATE name`: only character expressions take a collation; varchar text moves to
+/// the new collation's code page.
+fn collate(input: Plan, collation: Collation) -> Result<Plan, SqlError> {
+    if !datatype::is_character(input.sql_type) {
+        let name = datatype::name(input.sql_type);
+        return Err(crate::tds::token::ServerMessage {
+            number: 447,
+            state: 0,
+            class: 16,
+            text: format!(
+                "Expression type {} is invalid for COLLATE clause.",
+                name.split('(').next().unwrap_or(&name)
+            ),
+        });
+    }
+    let page = collation.code_page;
+    let plan = if !datatype::is_unicode(input.sql_type) && input.code_page() != page {
+        recode(input, page)
+    } else {
+        input
+    };
+    Ok(Plan {
+        collation: Some(collation),
+        label: Label::Explicit,
+        ..plan
     })
 }
 
+/// The collation an operation on character operands uses: an explicit one wins (two different
+/// explicit ones conflict, error 468), then a column's, then the default.
+pub fn resolve_collation(plans: &[&Plan], operation: &str) -> Result<(Collation, Label), SqlError> {
+    let mut chosen: Option<(Collation, Label)> = None;
+    for plan in plans {
+        let collation = plan
+            .collation
+            .clone()
+            .unwrap_or_else(Collation::server_default);
+        let label = if plan.collation.is_some() {
+            plan.label
+        } else {
+            Label::Coercible
+        };
+        chosen = Some(match chosen {
+            None => (collation, label),
+            Some((current, current_label)) => {
+                let rank = |l: Label| match l {
+                    Label::Coercible => 0,
+                    Label::Implicit => 1,
+                    Label::Explicit => 2,
+                };
+                match rank(label).cmp(&rank(current_label)) {
+                    Ordering::Greater => (collation, label),
+                    Ordering::Less => (current, current_label),
+                    Ordering::Equal if current.same(&collation) || label == Label::Coercible => {
+                        (current, current_label)
+                    }
+                    Ordering::Equal => {
+                        return Err(error::collation_conflict(
+                            &current.name,
+                            &collation.name,
+                            operation,
+                        ));
+                    }
+                }
+            }
+        });
+    }
+    Ok(chosen.unwrap_or_else(|| (Collation::server_default(), Label::Coercible)))
+}
+
+/// Evaluates a node whose operands are all constants once, at compile time (a failure is
+/// left for run time: SQL Server raises it only if a row needs the value).
+fn fold(plan: Plan, database: Option<&Database>) -> Plan {
+    let foldable = match &plan.node {
+        Node::Constant(_)
+        | Node::Column(_)
+        | Node::GroupKey(_)
+        | Node::Aggregate(_)
+        | Node::Shared { .. } => false,
+        Node::Call { function, .. } if !function.is_foldable() => false,
+        _ => plan
+            .children()
+            .iter()
+            .all(|c| matches!(c.node, Node::Constant(_))),
+    };
+    if !foldable {
+        return plan;
+    }
+    match plan.eval(&Env::row(&[], database)) {
+        Ok(value) => Plan {
+            node: Node::Constant(value),
+            literal: false,
+            ..plan
+        },
+        Err(_) => plan,
+    }
+}
+
+fn comparison_name(op: Comparison) -> &'static str {
+    match op {
+        Comparison::Eq => "equal to",
+        Comparison::Ne => "not equal to",
+        Comparison::Lt => "less than",
+        Comparison::Le => "less than or equal to",
+        Comparison::Gt => "greater than",
+        Comparison::Ge => "greater than or equal to",
+    }
+}
+
+/// The target type of CAST or CONVERT.
+fn target_type(data_type: &DataType) -> Result<SqlType, SqlError> {
+    datatype::parse(&data_type.to_string())
+        .ok_or_else(|| error::not_implemented(&format!("the type {data_type}")))
+}
+
+/// The first word of an expression, for "near …" in messages.
+fn first_token(expr: &Expr) -> String {
+    expr.to_string()
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
 /// The type SQL Server gives a literal.
-fn literal(value: &Value) -> Result<Typed, SqlError> {
-    Ok(match value {
-        Value::Null => Typed {
-            sql_type: SqlType::Int,
-            value: SqlValue::Null,
-        },
+fn literal(value: &Value) -> Result<Plan, SqlError> {
+    let mut plan = match value {
+        Value::Null => Plan::constant(SqlValue::Null, SqlType::Int),
         Value::Number(text, _) => number(text)?,
-        Value::SingleQuotedString(text) => Typed {
-            sql_type: SqlType::VarChar {
-                length: Some(text.chars().count().clamp(1, 8000) as u16),
+        Value::SingleQuotedString(text) => {
+            // A varchar literal holds what the database's code page can.
+            let text = super::collation::to_code_page(text.clone(), CodePage::Cp1252);
+            let length = text.chars().count().clamp(1, 8000) as u16;
+            Plan::constant(
+                SqlValue::Text(text),
+                SqlType::VarChar {
+                    length: Some(length),
+                },
+            )
+        }
+        Value::NationalStringLiteral(text) => {
+            let length = text.encode_utf16().count().clamp(1, 4000) as u16;
+            Plan::constant(
+                SqlValue::Text(text.clone()),
+                SqlType::NVarChar {
+                    length: Some(length),
+                },
+            )
+        }
+        Value::HexStringLiteral(hex) => Plan::constant(
+            SqlValue::Binary(decode_hex(hex).ok_or_else(|| error::syntax(hex))?),
+            SqlType::VarBinary {
+                length: Some((hex.len().div_ceil(2)).clamp(1, 8000) as u16),
             },
-            value: SqlValue::Text(text.clone()),
-        },
-        Value::NationalStringLiteral(text) => Typed {
-            sql_type: SqlType::NVarChar {
-                length: Some(text.chars().count().clamp(1, 4000) as u16),
-            },
-            value: SqlValue::Text(text.clone()),
-        },
-        Value::HexStringLiteral(hex) => Typed {
-            sql_type: SqlType::VarBinary {
-                length: Some((hex.len() / 2).clamp(1, 8000) as u16),
-            },
-            value: SqlValue::Binary(decode_hex(hex).ok_or_else(|| error::syntax(hex))?),
-        },
-        Value::Boolean(b) => Typed {
-            sql_type: SqlType::Bit,
-            value: SqlValue::Bit(*b),
-        },
+        ),
+        Value::Boolean(b) => Plan::constant(SqlValue::Bit(*b), SqlType::Bit),
         other => return Err(error::not_implemented(&format!("the literal `{other}`"))),
-    })
+    };
+    plan.literal = true;
+    Ok(plan)
 }
 
 fn decode_hex(hex: &str) -> Option<Vec<u8>> {
@@ -306,24 +1594,18 @@ fn decode_hex(hex: &str) -> Option<Vec<u8>> {
     };
     (0..hex.len())
         .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
         .collect()
 }
 
 /// Integers within `int` are `int`; other exact numbers are `numeric(p, s)`; exponents make `float`.
-fn number(text: &str) -> Result<Typed, SqlError> {
+fn number(text: &str) -> Result<Plan, SqlError> {
     if text.contains(['e', 'E']) {
         let value = text.parse::<f64>().map_err(|_| error::syntax(text))?;
-        return Ok(Typed {
-            sql_type: SqlType::Float,
-            value: SqlValue::Float(value),
-        });
+        return Ok(Plan::constant(SqlValue::Float(value), SqlType::Float));
     }
     if let Ok(int) = text.parse::<i32>() {
-        return Ok(Typed {
-            sql_type: SqlType::Int,
-            value: SqlValue::Int(i64::from(int)),
-        });
+        return Ok(Plan::constant(SqlValue::Int(i64::from(int)), SqlType::Int));
     }
     let (unscaled, scale) = parse_decimal(text).ok_or_else(|| error::syntax(text))?;
     let digits = unscaled.unsigned_abs().to_string().len() as u8;
@@ -331,25 +1613,74 @@ fn number(text: &str) -> Result<Typed, SqlError> {
     if precision > 38 {
         return Err(error::overflow("numeric"));
     }
-    Ok(Typed {
-        sql_type: SqlType::Decimal { precision, scale },
-        value: SqlValue::Decimal { unscaled, scale },
-    })
+    Ok(Plan::constant(
+        SqlValue::Decimal { unscaled, scale },
+        SqlType::Decimal { precision, scale },
+    ))
 }
 
-fn negate(typed: Typed) -> Result<Typed, SqlError> {
-    let value = match typed.value {
-        SqlValue::Null => SqlValue::Null,
-        SqlValue::Int(i) => SqlValue::Int(
-            i.checked_neg()
-                .ok_or_else(|| error::overflow(&datatype::name(typed.sql_type)))?,
-        ),
-        SqlValue::Decimal { unscaled, scale } => SqlValue::Decimal {
-            unscaled: -unscaled,
-            scale,
+/// Rewrites every subtree that occurs more than once across `plans` (outside constants and
+/// plain column reads) into a [`Node::Shared`] slot, so a row computes it once. Returns the
+/// number of slots.
+pub fn share(plans: &mut [&mut Plan]) -> usize {
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for plan in plans.iter() {
+        plan.visit(&mut |p| {
+            if worth_sharing(p) {
+                *counts.entry(format!("{p:?}")).or_default() += 1;
+            }
+        });
+    }
+    let mut slots: HashMap<String, usize> = HashMap::new();
+    for plan in plans.iter_mut() {
+        assign_slots(plan, &counts, &mut slots);
+    }
+    slots.len()
+}
+
+fn worth_sharing(plan: &Plan) -> bool {
+    !matches!(
+        plan.node,
+        Node::Constant(_) | Node::Column(_) | Node::GroupKey(_) | Node::Aggregate(_)
+    )
+}
+
+fn assign_slots(
+    plan: &mut Plan,
+    counts: &HashMap<String, usize>,
+    slots: &mut HashMap<String, usize>,
+) {
+    for child in plan.children_mut() {
+        assign_slots(child, counts, slots);
+    }
+    if !worth_sharing(plan) {
+        return;
+    }
+    // Keys are taken before children were wrapped, so compute them from an unwrapped copy.
+    let key = format!("{:?}", unshared(plan));
+    if counts.get(&key).copied().unwrap_or(0) < 2 {
+        return;
+    }
+    let next = slots.len();
+    let slot = *slots.entry(key).or_insert(next);
+    let inner = std::mem::replace(plan, Plan::constant(SqlValue::Null, SqlType::Int));
+    *plan = Plan {
+        node: Node::Shared {
+            slot,
+            inner: Box::new(inner.clone()),
         },
-        SqlValue::Float(f) => SqlValue::Float(-f),
-        _ => return Err(error::not_implemented("unary minus on this type")),
+        ..inner
     };
-    Ok(Typed { value, ..typed })
+}
+
+/// A copy of `plan` with the Shared wrappers removed.
+fn unshared(plan: &Plan) -> Plan {
+    let mut copy = match &plan.node {
+        Node::Shared { inner, .. } => (**inner).clone(),
+        _ => plan.clone(),
+    };
+    for child in copy.children_mut() {
+        *child = unshared(child);
+    }
+    copy
 }

@@ -6,6 +6,7 @@
 pub mod arithmetic;
 pub mod catalog;
 pub mod cdc;
+pub mod collation;
 pub mod compare;
 pub mod convert;
 pub mod datatype;

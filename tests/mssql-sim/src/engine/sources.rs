@@ -8,7 +8,7 @@ use sqlparser::ast::{BinaryOperator, Expr, Join, JoinConstraint, JoinOperator, T
 use super::catalog::{Column, Database, Row, RowKey, Table};
 use super::ddl::schema_and_table;
 use super::error::{self, SqlError};
-use super::expr::{Parameters, Scope, evaluate, truth};
+use super::expr::{Compiler, Env, Parameters, Scope, evaluate};
 use super::relations::{CdcRelation, Materialised, cdc_relation};
 use crate::tds::types::SqlValue;
 
@@ -142,6 +142,11 @@ pub fn join(
             }
         }
     }
+    // The ON condition compiles once; equi-joins do not need it per pair.
+    let condition = match hash_keys {
+        Some(_) => None,
+        None => Some(Compiler::over(&columns, &qualifiers, parameters, Some(db)).condition(on)?),
+    };
     let mut rows = Vec::new();
     for left_row in &left_rows.rows {
         let candidates: Vec<usize> = match hash_keys {
@@ -158,13 +163,11 @@ pub fn join(
                 .chain(&right_rows.rows[i])
                 .cloned()
                 .collect();
-            let scope = Scope {
-                parameters,
-                row: Some((&columns, &combined)),
-                qualifiers: &qualifiers,
-                database: Some(db),
+            let holds = match &condition {
+                None => true,
+                Some(condition) => condition.holds(&Env::row(&combined, Some(db)))?,
             };
-            if hash_keys.is_some() || truth(&evaluate(on, scope)?) == Some(true) {
+            if holds {
                 rows.push(combined);
                 matched = true;
             }

@@ -41,57 +41,121 @@ pub fn civil_from_days(days: i32) -> (i32, u32, u32) {
     (year_of_era + era * 400 + i32::from(month <= 2), month, day)
 }
 
-/// A parsed ISO 8601 value: date (if any), ticks of the day, offset (if any).
+/// A parsed date/time string: date (if any), ticks of the day, offset (if any).
 struct Parsed {
     days: Option<i32>,
     ticks: u64,
     offset_minutes: Option<i16>,
 }
 
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// Parses the forms SQL Server reads under `us_english` (DATEFORMAT mdy): ISO 8601
+/// (`2024-01-02`, `2024-01-02T03:04:05.1234567+02:00`), `20240102`, `01/02/2024`,
+/// `Jan 2 2024`, each optionally followed by a time (`3:04PM` too), or a time alone.
 fn parse(text: &str) -> Option<Parsed> {
     let text = text.trim();
-    let (date_part, rest) = if text.len() >= 10 && text.as_bytes().get(4) == Some(&b'-') {
-        (Some(&text[..10]), text[10..].trim_start_matches(['T', ' ']))
-    } else {
-        (None, text)
+    let (days, rest) = match parse_date(text) {
+        Some((days, rest)) => (Some(days), rest.trim_start_matches(['T', ' '])),
+        None => (None, text),
     };
-    let days = match date_part {
-        Some(date) => {
-            let mut parts = date.split('-').map(|p| p.parse::<u32>().ok());
-            let (year, month, day) = (parts.next()??, parts.next()??, parts.next()??);
-            let valid = (1..=9999).contains(&year)
-                && (1..=12).contains(&month)
-                && (1..=days_in_month(year as i32, month)).contains(&day);
-            valid.then(|| days_from_civil(year as i32, month, day))?
-        }
-        None => {
-            return parse_time_and_offset(rest).map(|(ticks, offset)| Parsed {
-                days: None,
-                ticks,
-                offset_minutes: offset,
-            });
-        }
-    };
-    let (ticks, offset_minutes) = if rest.is_empty() {
-        (0, None)
-    } else {
-        parse_time_and_offset(rest)?
-    };
+    if rest.is_empty() {
+        return days.map(|days| Parsed {
+            days: Some(days),
+            ticks: 0,
+            offset_minutes: None,
+        });
+    }
+    let (ticks, offset_minutes) = parse_time_and_offset(rest)?;
     Some(Parsed {
-        days: Some(days),
+        days,
         ticks,
         offset_minutes,
     })
 }
 
+/// A leading date and what follows it.
+fn parse_date(text: &str) -> Option<(i32, &str)> {
+    let bytes = text.as_bytes();
+    let digits = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
+    let civil = |y: u32, m: u32, d: u32| -> Option<i32> {
+        ((1..=9999).contains(&y)
+            && (1..=12).contains(&m)
+            && (1..=days_in_month(y as i32, m)).contains(&d))
+        .then(|| days_from_civil(y as i32, m, d))
+    };
+    let number = |s: &str| s.parse::<u32>().ok();
+    if digits == 4 && bytes.get(4) == Some(&b'-') {
+        let date = text.get(..10)?;
+        let mut parts = date.split('-').map(number);
+        let (y, m, d) = (parts.next()??, parts.next()??, parts.next()??);
+        return Some((civil(y, m, d)?, &text[10..]));
+    }
+    if digits == 8 {
+        let (y, m, d) = (
+            number(&text[..4])?,
+            number(&text[4..6])?,
+            number(&text[6..8])?,
+        );
+        return Some((civil(y, m, d)?, &text[8..]));
+    }
+    if (1..=2).contains(&digits) && matches!(bytes.get(digits), Some(b'/' | b'-' | b'.')) {
+        let separator = char::from(bytes[digits]);
+        let end = text.find(' ').unwrap_or(text.len());
+        let mut parts = text[..end].split(separator).map(number);
+        let (m, d, y) = (parts.next()??, parts.next()??, parts.next()??);
+        if parts.next().is_some() || y < 1000 {
+            return None;
+        }
+        return Some((civil(y, m, d)?, &text[end..]));
+    }
+    if digits == 0 && text.len() >= 3 && text.is_char_boundary(3) {
+        let month = MONTHS
+            .iter()
+            .position(|m| text[..3].eq_ignore_ascii_case(m))? as u32
+            + 1;
+        let rest = text[3..].trim_start();
+        let day_digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let day = number(&rest[..day_digits])?;
+        let rest = rest[day_digits..].trim_start_matches(',').trim_start();
+        let year_digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if year_digits != 4 {
+            return None;
+        }
+        let year = number(&rest[..4])?;
+        return Some((civil(year, month, day)?, &rest[4..]));
+    }
+    None
+}
+
 fn parse_time_and_offset(text: &str) -> Option<(u64, Option<i16>)> {
+    let text = text.trim();
+    let upper = text.to_ascii_uppercase();
+    let (text, meridiem) = if let Some(t) = upper.strip_suffix("AM") {
+        (&text[..t.len()], Some(false))
+    } else if let Some(t) = upper.strip_suffix("PM") {
+        (&text[..t.len()], Some(true))
+    } else {
+        (text, None)
+    };
     let split = text.find(['+', '-', 'Z']).unwrap_or(text.len());
     let (time, offset) = text.split_at(split);
     let time = time.trim();
     let (clock, fraction) = time.split_once('.').unwrap_or((time, ""));
     let mut fields = clock.split(':').map(|f| f.parse::<u64>().ok());
-    let (hour, minute) = (fields.next()??, fields.next()??);
+    let (mut hour, minute) = (fields.next()??, fields.next()??);
     let second = fields.next().flatten().unwrap_or(0);
+    if fields.next().is_some() {
+        return None;
+    }
+    if let Some(pm) = meridiem {
+        if !(1..=12).contains(&hour) {
+            return None;
+        }
+        hour = hour % 12 + if pm { 12 } else { 0 };
+    }
     if hour > 23
         || minute > 59
         || second > 59
@@ -109,17 +173,32 @@ fn parse_time_and_offset(text: &str) -> Option<(u64, Option<i16>)> {
     let offset = match offset.trim() {
         "" => None,
         "Z" => Some(0),
-        signed => {
-            let (sign, hhmm) = signed.split_at(1);
-            let (h, m) = hhmm.split_once(':')?;
-            let minutes = h.parse::<i16>().ok()? * 60 + m.parse::<i16>().ok()?;
-            if minutes > 840 {
-                return None;
-            }
-            Some(if sign == "-" { -minutes } else { minutes })
-        }
+        signed => Some(parse_offset(signed)?),
     };
     Some((ticks, offset))
+}
+
+/// Minutes of a `+hh:mm` / `-hh:mm` offset within ±14:00.
+pub fn parse_offset(text: &str) -> Option<i16> {
+    let text = text.trim();
+    let (sign, hhmm) = (text.get(..1)?, text.get(1..)?);
+    let (h, m) = hhmm.split_once(':')?;
+    if h.len() != 2 || m.len() != 2 {
+        return None;
+    }
+    let (h, m) = (h.parse::<i16>().ok()?, m.parse::<i16>().ok()?);
+    if m > 59 {
+        return None;
+    }
+    let minutes = h * 60 + m;
+    if minutes > 840 {
+        return None;
+    }
+    match sign {
+        "+" => Some(minutes),
+        "-" => Some(-minutes),
+        _ => None,
+    }
 }
 
 fn days_in_month(year: i32, month: u32) -> u32 {
@@ -137,14 +216,52 @@ fn round_ticks(ticks: u64, scale: u8) -> u64 {
     (ticks + unit / 2) / unit * unit
 }
 
+/// `datetime` ticks (held as the 100 ns tick at or just after each 1/300 s) rounded to `scale`
+/// from the exact 1/300 s value, as SQL Server 2016 and later convert datetime to datetime2:
+/// `.003` (1/300 s) becomes `.0033333` at scale 7 and `.003` at scale 3.
+fn round_datetime_ticks(ticks: u64, scale: u8) -> u64 {
+    let units = (ticks * 3 + 50_000) / 100_000;
+    let unit = 10u64.pow(7 - u32::from(scale.min(7)));
+    (units * 200_000 + 3 * unit) / (6 * unit) * unit
+}
+
 /// Splits day overflow from rounding into the date.
 fn normalise(days: i32, ticks: u64) -> (i32, u64) {
     (days + (ticks / TICKS_PER_DAY) as i32, ticks % TICKS_PER_DAY)
 }
 
-/// Converts a value to a date or time type; None when SQL Server forbids the conversion.
-pub fn convert(value: SqlValue, to: SqlType) -> Option<Result<SqlValue, SqlError>> {
-    let target_name = super::datatype::name(to);
+/// Local (days, ticks) of a datetimeoffset held as UTC plus offset.
+fn local(days: i32, ticks: u64, offset_minutes: i16) -> (i32, u64) {
+    let local = i64::from(days) * TICKS_PER_DAY as i64
+        + ticks as i64
+        + i64::from(offset_minutes) * 60 * TICKS_PER_SECOND as i64;
+    (
+        local.div_euclid(TICKS_PER_DAY as i64) as i32,
+        local.rem_euclid(TICKS_PER_DAY as i64) as u64,
+    )
+}
+
+/// 242: a date outside the target type's range.
+fn out_of_range(from: SqlType, to: SqlType) -> SqlError {
+    let base = |t: SqlType| {
+        let name = super::datatype::name(t);
+        name.split('(').next().unwrap_or(&name).to_owned()
+    };
+    crate::tds::token::ServerMessage {
+        number: 242,
+        state: 3,
+        class: 16,
+        text: format!(
+            "The conversion of a {} data type to a {} data type resulted in an out-of-range value.",
+            base(from),
+            base(to)
+        ),
+    }
+}
+
+/// Converts a value of type `from` to a date or time type; None when SQL Server forbids the
+/// conversion.
+pub fn convert(value: SqlValue, from: SqlType, to: SqlType) -> Option<Result<SqlValue, SqlError>> {
     // Everything goes through (local days, local ticks, offset).
     let (days, ticks, offset) = match value {
         SqlValue::Text(ref text) => match parse(text) {
@@ -153,47 +270,65 @@ pub fn convert(value: SqlValue, to: SqlType) -> Option<Result<SqlValue, SqlError
                 p.ticks,
                 p.offset_minutes.unwrap_or(0),
             ),
-            None => return Some(Err(error::conversion_failed(text, &target_name))),
+            None => return Some(Err(error::date_conversion_failed())),
         },
-        SqlValue::Date(days) => (days, 0, 0),
-        SqlValue::Time(ticks) => (DAYS_TO_1900, ticks, 0),
+        SqlValue::Date(days) => {
+            if matches!(to, SqlType::Time { .. }) {
+                return None;
+            }
+            (days, 0, 0)
+        }
+        SqlValue::Time(ticks) => {
+            if to == SqlType::Date {
+                return None;
+            }
+            (DAYS_TO_1900, ticks, 0)
+        }
         SqlValue::DateTime { days, ticks } => (days, ticks, 0),
         SqlValue::DateTimeOffset {
             days,
             ticks,
             offset_minutes,
         } => {
-            let local = i64::from(days) * TICKS_PER_DAY as i64
-                + ticks as i64
-                + i64::from(offset_minutes) * 60 * TICKS_PER_SECOND as i64;
-            (
-                local.div_euclid(TICKS_PER_DAY as i64) as i32,
-                local.rem_euclid(TICKS_PER_DAY as i64) as u64,
-                offset_minutes,
-            )
+            let (days, ticks) = local(days, ticks, offset_minutes);
+            (days, ticks, offset_minutes)
         }
         _ => return None,
     };
-    Some(Ok(match to {
+    let exact = |ticks: u64, scale: u8| {
+        if from == SqlType::DateTime {
+            round_datetime_ticks(ticks, scale)
+        } else {
+            round_ticks(ticks, scale)
+        }
+    };
+    let last_day = days_from_civil(9999, 12, 31);
+    let result = match to {
         SqlType::Date => SqlValue::Date(days),
-        SqlType::Time { scale } => SqlValue::Time(round_ticks(ticks, scale) % TICKS_PER_DAY),
+        SqlType::Time { scale } => SqlValue::Time(exact(ticks, scale) % TICKS_PER_DAY),
         SqlType::DateTime2 { scale } => {
-            let (days, ticks) = normalise(days, round_ticks(ticks, scale));
+            let (days, ticks) = normalise(days, exact(ticks, scale));
             SqlValue::DateTime { days, ticks }
         }
         SqlType::DateTime => {
             // 1/300 s resolution.
             let three_hundredths = (ticks * 3 + 50_000) / 100_000;
             let (days, ticks) = normalise(days, (three_hundredths * 100_000).div_ceil(3));
+            if days < days_from_civil(1753, 1, 1) {
+                return Some(Err(out_of_range(from, to)));
+            }
             SqlValue::DateTime { days, ticks }
         }
         SqlType::SmallDateTime => {
             let minute = 60 * TICKS_PER_SECOND;
             let (days, ticks) = normalise(days, (ticks + minute / 2) / minute * minute);
+            if days < DAYS_TO_1900 || days > days_from_civil(2079, 6, 6) {
+                return Some(Err(out_of_range(from, to)));
+            }
             SqlValue::DateTime { days, ticks }
         }
         SqlType::DateTimeOffset { scale } => {
-            let local = i64::from(days) * TICKS_PER_DAY as i64 + round_ticks(ticks, scale) as i64;
+            let local = i64::from(days) * TICKS_PER_DAY as i64 + exact(ticks, scale) as i64;
             let utc = local - i64::from(offset) * 60 * TICKS_PER_SECOND as i64;
             SqlValue::DateTimeOffset {
                 days: utc.div_euclid(TICKS_PER_DAY as i64) as i32,
@@ -202,53 +337,300 @@ pub fn convert(value: SqlValue, to: SqlType) -> Option<Result<SqlValue, SqlError
             }
         }
         _ => return None,
-    }))
-}
-
-/// ISO 8601 text of a date or time value (what CAST to a string gives); None for others.
-pub fn format(value: &SqlValue) -> Option<String> {
-    let date = |days: i32| {
-        let (y, m, d) = civil_from_days(days);
-        format!("{y:04}-{m:02}-{d:02}")
     };
-    let time = |ticks: u64| {
-        let seconds = ticks / TICKS_PER_SECOND;
-        format!(
-            "{:02}:{:02}:{:02}.{:07}",
-            seconds / 3600,
-            seconds / 60 % 60,
-            seconds % 60,
-            ticks % TICKS_PER_SECOND
-        )
-    };
-    Some(match value {
-        SqlValue::Date(days) => date(*days),
-        SqlValue::Time(ticks) => time(*ticks),
-        SqlValue::DateTime { days, ticks } => format!("{} {}", date(*days), time(*ticks)),
+    let beyond = match &result {
+        SqlValue::DateTime { days, .. } | SqlValue::Date(days) => *days > last_day,
         SqlValue::DateTimeOffset {
             days,
             ticks,
             offset_minutes,
-        } => {
-            let local = i64::from(*days) * TICKS_PER_DAY as i64
-                + *ticks as i64
-                + i64::from(*offset_minutes) * 60 * TICKS_PER_SECOND as i64;
-            let (d, t) = (
-                local.div_euclid(TICKS_PER_DAY as i64) as i32,
-                local.rem_euclid(TICKS_PER_DAY as i64) as u64,
-            );
-            let sign = if *offset_minutes < 0 { '-' } else { '+' };
-            let abs = offset_minutes.unsigned_abs();
-            format!(
-                "{} {} {sign}{:02}:{:02}",
-                date(d),
-                time(t),
-                abs / 60,
-                abs % 60
-            )
+        } => local(*days, *ticks, *offset_minutes).0 > last_day,
+        _ => false,
+    };
+    if beyond {
+        return Some(Err(out_of_range(from, to)));
+    }
+    Some(Ok(result))
+}
+
+/// `SWITCHOFFSET`: the same instant shown at another offset.
+pub fn switch_offset(value: SqlValue, offset_minutes: i16) -> SqlValue {
+    match value {
+        SqlValue::DateTimeOffset { days, ticks, .. } => SqlValue::DateTimeOffset {
+            days,
+            ticks,
+            offset_minutes,
+        },
+        other => other,
+    }
+}
+
+/// The parts a date/time value shows: local date, local time, fractional digits, offset.
+struct Shown {
+    date: Option<(i32, u32, u32)>,
+    /// Hours, minutes, seconds.
+    clock: Option<(u64, u64, u64)>,
+    /// The fraction as the digits of its type (`digits` of them).
+    fraction: u64,
+    digits: usize,
+    offset: Option<i16>,
+}
+
+fn shown(value: &SqlValue, from: SqlType) -> Option<Shown> {
+    let clock = |ticks: u64| {
+        let seconds = ticks / TICKS_PER_SECOND;
+        (seconds / 3600, seconds / 60 % 60, seconds % 60)
+    };
+    let scaled =
+        |ticks: u64, digits: usize| (ticks % TICKS_PER_SECOND) / 10u64.pow(7 - digits as u32);
+    let digits = usize::from(super::datatype::temporal_scale(from)).min(7);
+    Some(match (value, from) {
+        (SqlValue::Date(days), _) => Shown {
+            date: Some(civil_from_days(*days)),
+            clock: None,
+            fraction: 0,
+            digits: 0,
+            offset: None,
+        },
+        (SqlValue::Time(ticks), _) => Shown {
+            date: None,
+            clock: Some(clock(*ticks)),
+            fraction: scaled(*ticks, digits),
+            digits,
+            offset: None,
+        },
+        (SqlValue::DateTime { days, ticks }, SqlType::DateTime) => {
+            // Milliseconds of the 1/300 s value, rounded (.003, .007, .010 …).
+            let units = (ticks * 3 + 50_000) / 100_000;
+            Shown {
+                date: Some(civil_from_days(*days)),
+                clock: Some(clock(units / 300 * TICKS_PER_SECOND)),
+                fraction: ((units % 300) * 10 + 1) / 3,
+                digits: 3,
+                offset: None,
+            }
+        }
+        (SqlValue::DateTime { days, ticks }, SqlType::SmallDateTime) => Shown {
+            date: Some(civil_from_days(*days)),
+            clock: Some(clock(*ticks)),
+            fraction: 0,
+            digits: 0,
+            offset: None,
+        },
+        (SqlValue::DateTime { days, ticks }, _) => Shown {
+            date: Some(civil_from_days(*days)),
+            clock: Some(clock(*ticks)),
+            fraction: scaled(*ticks, digits),
+            digits,
+            offset: None,
+        },
+        (
+            SqlValue::DateTimeOffset {
+                days,
+                ticks,
+                offset_minutes,
+            },
+            _,
+        ) => {
+            let (days, ticks) = local(*days, *ticks, *offset_minutes);
+            Shown {
+                date: Some(civil_from_days(days)),
+                clock: Some(clock(ticks)),
+                fraction: scaled(ticks, digits),
+                digits,
+                offset: Some(*offset_minutes),
+            }
         }
         _ => return None,
     })
+}
+
+/// The text of a date/time value of type `from` under CONVERT `style` (None: what CAST
+/// gives: style 0 for datetime and smalldatetime, ISO 8601 with the type's fractional digits
+/// for the others). None when the value is not a date or time.
+pub fn to_text(
+    value: &SqlValue,
+    from: SqlType,
+    style: Option<i64>,
+) -> Option<Result<String, SqlError>> {
+    use std::fmt::Write;
+    let parts = shown(value, from)?;
+    let style = style.unwrap_or(match from {
+        SqlType::DateTime | SqlType::SmallDateTime => 0,
+        _ => -1,
+    });
+    let mut out = String::with_capacity(40);
+    let date_iso = |out: &mut String| {
+        if let Some((y, m, d)) = parts.date {
+            let _ = write!(out, "{y:04}-{m:02}-{d:02}");
+        }
+    };
+    let time_iso = |out: &mut String, digits: usize| {
+        if let Some((h, mi, s)) = parts.clock {
+            let _ = write!(out, "{h:02}:{mi:02}:{s:02}");
+            if digits > 0 {
+                let value = if digits >= parts.digits {
+                    parts.fraction * 10u64.pow((digits - parts.digits) as u32)
+                } else {
+                    parts.fraction / 10u64.pow((parts.digits - digits) as u32)
+                };
+                let _ = write!(out, ".{value:0digits$}");
+            }
+        }
+    };
+    let offset = |out: &mut String| {
+        if let Some(minutes) = parts.offset {
+            let sign = if minutes < 0 { '-' } else { '+' };
+            let abs = minutes.unsigned_abs();
+            let _ = write!(out, "{sign}{:02}:{:02}", abs / 60, abs % 60);
+        }
+    };
+    let date_time = |out: &mut String, separator: char, digits: usize| {
+        date_iso(out);
+        if parts.date.is_some() && parts.clock.is_some() {
+            out.push(separator);
+        }
+        time_iso(out, digits);
+    };
+    let hour12 = |h: u64| {
+        (
+            if h.is_multiple_of(12) { 12 } else { h % 12 },
+            if h < 12 { "AM" } else { "PM" },
+        )
+    };
+    let century = style >= 100;
+    match style {
+        // CAST of date, time, datetime2 and datetimeoffset.
+        -1 => {
+            date_time(&mut out, ' ', parts.digits);
+            if parts.offset.is_some() {
+                out.push(' ');
+                offset(&mut out);
+            }
+        }
+        0 | 100 => {
+            if let Some((y, m, d)) = parts.date {
+                let _ = write!(out, "{} {d:>2} {y:04}", MONTHS[m as usize - 1]);
+            }
+            if let Some((h, mi, _)) = parts.clock {
+                if parts.date.is_some() {
+                    out.push(' ');
+                }
+                let (h, meridiem) = hour12(h);
+                let _ = write!(out, "{h:>2}:{mi:02}{meridiem}");
+            }
+        }
+        1..=7 | 10..=12 | 101..=107 | 110..=112 => {
+            let Some((y, m, d)) = parts.date else {
+                return Some(Err(error::not_implemented(&format!(
+                    "CONVERT style {style} of a time"
+                ))));
+            };
+            let year = if century {
+                format!("{y:04}")
+            } else {
+                format!("{:02}", y % 100)
+            };
+            let month = MONTHS[m as usize - 1];
+            let _ = match style % 100 {
+                1 => write!(out, "{m:02}/{d:02}/{year}"),
+                2 => write!(out, "{year}.{m:02}.{d:02}"),
+                3 => write!(out, "{d:02}/{m:02}/{year}"),
+                4 => write!(out, "{d:02}.{m:02}.{year}"),
+                5 => write!(out, "{d:02}-{m:02}-{year}"),
+                6 => write!(out, "{d:02} {month} {year}"),
+                7 => write!(out, "{month} {d:02}, {year}"),
+                10 => write!(out, "{m:02}-{d:02}-{year}"),
+                11 => write!(out, "{year}/{m:02}/{d:02}"),
+                _ => write!(out, "{year}{m:02}{d:02}"),
+            };
+        }
+        8 | 24 | 108 | 14 | 114 => {
+            let Some((h, mi, s)) = parts.clock else {
+                return Some(Err(error::not_implemented(&format!(
+                    "CONVERT style {style} of a date"
+                ))));
+            };
+            let _ = write!(out, "{h:02}:{mi:02}:{s:02}");
+            if style % 100 == 14 {
+                let ms = if parts.digits >= 3 {
+                    parts.fraction / 10u64.pow((parts.digits - 3) as u32)
+                } else {
+                    parts.fraction * 10u64.pow((3 - parts.digits) as u32)
+                };
+                let _ = write!(out, ":{ms:03}");
+            }
+        }
+        20 | 120 => date_time(&mut out, ' ', 0),
+        21 | 25 | 121 => {
+            // datetime and smalldatetime show milliseconds; the others their own digits.
+            let digits = match from {
+                SqlType::DateTime | SqlType::SmallDateTime => 3,
+                _ => parts.digits,
+            };
+            date_time(&mut out, ' ', digits);
+            if parts.offset.is_some() {
+                out.push(' ');
+                offset(&mut out);
+            }
+        }
+        23 => {
+            if parts.date.is_none() {
+                return Some(Err(error::not_implemented("CONVERT style 23 of a time")));
+            }
+            date_iso(&mut out);
+        }
+        126 | 127 => {
+            // datetime leaves out milliseconds that are zero.
+            let digits = match from {
+                SqlType::DateTime if parts.fraction == 0 => 0,
+                SqlType::SmallDateTime => 0,
+                _ => parts.digits,
+            };
+            date_time(&mut out, 'T', digits);
+            match parts.offset {
+                Some(0) if style == 127 => out.push('Z'),
+                Some(_) => offset(&mut out),
+                None => {}
+            }
+        }
+        9 | 13 | 22 | 109 | 113 | 130 | 131 => {
+            return Some(Err(error::not_implemented(&format!(
+                "CONVERT style {style} of dates and times"
+            ))));
+        }
+        other => {
+            return Some(Err(invalid_style(other, from)));
+        }
+    }
+    Some(Ok(out))
+}
+
+/// 281: a style number CONVERT does not have for this conversion.
+pub fn invalid_style(style: i64, from: SqlType) -> SqlError {
+    let name = super::datatype::name(from);
+    crate::tds::token::ServerMessage {
+        number: 281,
+        state: 1,
+        class: 16,
+        text: format!(
+            "{style} is not a valid style number when converting from {} to a character string.",
+            name.split('(').next().unwrap_or(&name)
+        ),
+    }
+}
+
+/// ISO 8601 text of a date or time value with seven fractional digits (the value's own
+/// form, used where no type is at hand); None for others.
+pub fn format(value: &SqlValue) -> Option<String> {
+    let from = match value {
+        SqlValue::Date(_) => SqlType::Date,
+        SqlValue::Time(_) => SqlType::Time { scale: 7 },
+        SqlValue::DateTime { .. } => SqlType::DateTime2 { scale: 7 },
+        SqlValue::DateTimeOffset { .. } => SqlType::DateTimeOffset { scale: 7 },
+        _ => return None,
+    };
+    to_text(value, from, None).and_then(Result::ok)
 }
 
 #[cfg(test)]
@@ -269,6 +651,7 @@ mod tests {
     fn datetimeoffset_text_keeps_its_offset_and_stores_utc() {
         let value = convert(
             SqlValue::Text("2024-02-29 01:30:00.1234567 +05:30".into()),
+            SqlType::VarChar { length: None },
             SqlType::DateTimeOffset { scale: 7 },
         )
         .unwrap()
@@ -294,18 +677,130 @@ mod tests {
     fn rounding_to_a_lower_scale_can_carry_into_the_next_day() {
         let value = convert(
             SqlValue::Text("2024-12-31 23:59:59.9999999".into()),
+            SqlType::VarChar { length: None },
             SqlType::DateTime2 { scale: 6 },
         )
         .unwrap()
         .unwrap();
         assert_eq!(format(&value).unwrap(), "2025-01-01 00:00:00.0000000");
+        let value = convert(
+            SqlValue::Text("9999-12-31 23:59:59.9999999".into()),
+            SqlType::VarChar { length: None },
+            SqlType::DateTime2 { scale: 6 },
+        )
+        .unwrap()
+        .unwrap_err();
+        assert_eq!(value.number, 242);
     }
 
     #[test]
     fn impossible_dates_are_conversion_errors() {
-        let error = convert(SqlValue::Text("2023-02-29".into()), SqlType::Date)
+        let error = convert(
+            SqlValue::Text("2023-02-29".into()),
+            SqlType::VarChar { length: None },
+            SqlType::Date,
+        )
+        .unwrap()
+        .unwrap_err();
+        assert_eq!(error.number, 241);
+    }
+
+    fn parsed(text: &str, to: SqlType) -> SqlValue {
+        convert(
+            SqlValue::Text(text.into()),
+            SqlType::VarChar { length: None },
+            to,
+        )
+        .unwrap()
+        .unwrap()
+    }
+
+    #[test]
+    fn datetime_converts_to_datetime2_from_its_exact_three_hundredths() {
+        let datetime = parsed("2024-01-02 03:04:05.003", SqlType::DateTime);
+        let to = |scale| {
+            let value = convert(
+                datetime.clone(),
+                SqlType::DateTime,
+                SqlType::DateTime2 { scale },
+            )
             .unwrap()
-            .unwrap_err();
-        assert_eq!(error.number, 245);
+            .unwrap();
+            to_text(&value, SqlType::DateTime2 { scale }, Some(121))
+                .unwrap()
+                .unwrap()
+        };
+        assert_eq!(to(7), "2024-01-02 03:04:05.0033333");
+        assert_eq!(to(3), "2024-01-02 03:04:05.003");
+        assert_eq!(
+            to_text(&datetime, SqlType::DateTime, None)
+                .unwrap()
+                .unwrap(),
+            "Jan  2 2024  3:04AM"
+        );
+        assert_eq!(
+            to_text(&datetime, SqlType::DateTime, Some(121))
+                .unwrap()
+                .unwrap(),
+            "2024-01-02 03:04:05.003"
+        );
+    }
+
+    #[test]
+    fn styles_show_the_parts_they_name() {
+        let value = parsed(
+            "2024-01-02 13:04:05.1234567",
+            SqlType::DateTime2 { scale: 7 },
+        );
+        let styled = |style| {
+            to_text(&value, SqlType::DateTime2 { scale: 7 }, Some(style))
+                .unwrap()
+                .unwrap()
+        };
+        assert_eq!(styled(23), "2024-01-02");
+        assert_eq!(styled(120), "2024-01-02 13:04:05");
+        assert_eq!(styled(126), "2024-01-02T13:04:05.1234567");
+        assert_eq!(styled(101), "01/02/2024");
+        assert_eq!(styled(112), "20240102");
+        assert_eq!(styled(108), "13:04:05");
+        assert_eq!(styled(100), "Jan  2 2024  1:04PM");
+        assert_eq!(
+            to_text(&value, SqlType::DateTime2 { scale: 7 }, Some(99))
+                .unwrap()
+                .unwrap_err()
+                .number,
+            281
+        );
+    }
+
+    #[test]
+    fn other_input_forms_parse() {
+        assert_eq!(
+            parsed("20240102", SqlType::Date),
+            SqlValue::Date(days_from_civil(2024, 1, 2))
+        );
+        assert_eq!(
+            parsed("01/02/2024", SqlType::Date),
+            SqlValue::Date(days_from_civil(2024, 1, 2))
+        );
+        assert_eq!(
+            parsed("Jan 2 2024", SqlType::Date),
+            SqlValue::Date(days_from_civil(2024, 1, 2))
+        );
+        assert_eq!(
+            parsed("3:04PM", SqlType::Time { scale: 0 }),
+            SqlValue::Time((15 * 3600 + 4 * 60) * TICKS_PER_SECOND)
+        );
+        assert_eq!(
+            convert(
+                SqlValue::Text("1700-01-01".into()),
+                SqlType::VarChar { length: None },
+                SqlType::DateTime
+            )
+            .unwrap()
+            .unwrap_err()
+            .number,
+            242
+        );
     }
 }

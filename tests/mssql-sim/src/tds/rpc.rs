@@ -296,7 +296,12 @@ fn read_sized(r: &mut Reader<'_>, code: u8) -> Result<(SqlType, SqlValue)> {
     };
     let value = match code {
         0xa5 | 0xad => SqlValue::Binary(bytes),
-        0xa7 | 0xaf => SqlValue::Text(bytes.iter().map(|b| char::from(*b)).collect()),
+        // The collation the client sent is the default one (code page 1252); a client sending
+        // another code page's bytes is read as 1252 all the same.
+        0xa7 | 0xaf => SqlValue::Text(crate::engine::collation::decode(
+            &bytes,
+            crate::engine::collation::CodePage::Cp1252,
+        )),
         _ => SqlValue::Text(
             utf16(&bytes).ok_or_else(|| DecodeError("text that is not UTF-16".to_owned()))?,
         ),

@@ -30,7 +30,8 @@ pub mod command {
     pub const OTHER: u16 = 0x00;
 }
 
-/// The default collation: Latin1_General_CI_AS (LCID 0x0409, code page 1252).
+/// The default collation: SQL_Latin1_General_CP1_CI_AS (LCID 0x0409, sort id 52, code page
+/// 1252).
 pub const COLLATION: [u8; 5] = [0x09, 0x04, 0xd0, 0x00, 0x34];
 
 /// A SQL Server message for an ERROR or INFO token.

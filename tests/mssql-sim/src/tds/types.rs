@@ -365,13 +365,13 @@ fn write_time(out: &mut Vec<u8>, ticks: u64, scale: u8) {
     out.extend_from_slice(&units.to_le_bytes()[..usize::from(time_len(scale))]);
 }
 
-/// Text in the default collation's code page (1252, here Latin-1); characters outside it
-/// become `?`, as SQL Server does. Fixed-length types are padded with spaces.
+/// Text in the default collation's code page (Windows-1252); characters outside it become
+/// `?`, as SQL Server does. Fixed-length types are padded with spaces.
 fn single_byte(text: &str, fixed: Option<usize>) -> Vec<u8> {
-    let mut bytes: Vec<u8> = text
-        .chars()
-        .map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?'))
-        .collect();
+    let mut bytes = crate::engine::collation::encode(
+        text.to_owned(),
+        crate::engine::collation::CodePage::Cp1252,
+    );
     if let Some(length) = fixed {
         bytes.resize(length.max(bytes.len()), b' ');
     }
