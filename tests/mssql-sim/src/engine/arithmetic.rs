@@ -310,7 +310,9 @@ fn decimal(
             rescale(a % b, wide, scale).ok_or_else(overflow)?
         }
     };
-    if unscaled.unsigned_abs() >= 10u128.pow(u32::from(precision)) {
+    if super::convert::pow10(u32::from(precision))
+        .is_none_or(|limit| unscaled.unsigned_abs() >= limit.unsigned_abs())
+    {
         return Err(overflow());
     }
     Ok(SqlValue::Decimal { unscaled, scale })

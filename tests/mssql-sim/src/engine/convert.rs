@@ -15,6 +15,23 @@ use crate::tds::types::{DAYS_TO_1900, SqlType, SqlValue, TICKS_PER_DAY};
 
 type Result<T> = std::result::Result<T, SqlError>;
 
+/// Powers of ten up to 10^38 (the most decimal digits SQL Server has), computed once: decimal
+/// conversions run per row, and `i128::pow` is a loop of 128-bit multiplications.
+const POW10: [i128; 39] = {
+    let mut table = [1i128; 39];
+    let mut i = 1;
+    while i < 39 {
+        table[i] = table[i - 1] * 10;
+        i += 1;
+    }
+    table
+};
+
+/// 10^`exponent` for exponents up to 38.
+pub fn pow10(exponent: u32) -> Option<i128> {
+    POW10.get(exponent as usize).copied()
+}
+
 /// Converts `value` of type `from` to type `to`, as CAST does, in the default collation.
 pub fn convert(value: SqlValue, from: SqlType, to: SqlType) -> Result<SqlValue> {
     cast(value, from, to, None, CodePage::Cp1252, CodePage::Cp1252)
@@ -47,13 +64,31 @@ pub fn cast(
     if value == SqlValue::Null {
         return Ok(SqlValue::Null);
     }
-    let not_allowed = || error::conversion_not_allowed(&base_name(from), &base_name(to));
     if datatype::conversion(from, to) == datatype::Conversion::NotAllowed {
-        return Err(not_allowed());
+        return Err(error::conversion_not_allowed(
+            &base_name(from),
+            &base_name(to),
+        ));
     }
+    cast_value(value, from, to, style, from_page, to_page)
+}
+
+/// [`cast`] of a conversion already known to be allowed (a compiled CAST was checked once).
+pub fn cast_value(
+    value: SqlValue,
+    from: SqlType,
+    to: SqlType,
+    style: Option<i64>,
+    from_page: CodePage,
+    to_page: CodePage,
+) -> Result<SqlValue> {
+    if value == SqlValue::Null {
+        return Ok(SqlValue::Null);
+    }
+    let not_allowed = || error::conversion_not_allowed(&base_name(from), &base_name(to));
     match to {
         SqlType::TinyInt | SqlType::SmallInt | SqlType::Int | SqlType::BigInt => {
-            to_integer(value, from, to, from_page)
+            to_integer(value, from, to)
         }
         SqlType::Bit => to_bit(value, from),
         SqlType::Decimal { precision, scale } => to_decimal(value, from, precision, scale, to),
@@ -94,6 +129,76 @@ pub fn cast(
     }
 }
 
+/// The conversions [`CastOp`](super::expr::CastOp) specialises, for the values they expect;
+/// any other value (or one these paths leave alone, like a number too long for its string)
+/// comes back as `Err` for the general conversion to take.
+pub fn fast(
+    op: super::expr::CastOp,
+    value: SqlValue,
+    to: SqlType,
+) -> std::result::Result<SqlValue, SqlValue> {
+    use super::expr::CastOp;
+    match (op, value) {
+        (CastOp::IntegerToText { limit }, SqlValue::Int(i)) => {
+            let mut text = String::with_capacity(20);
+            push_integer(&mut text, i);
+            if limit.is_some_and(|limit| text.len() > usize::from(limit)) {
+                return Err(SqlValue::Int(i));
+            }
+            Ok(SqlValue::Text(text))
+        }
+        (CastOp::DecimalToText { limit }, SqlValue::Decimal { unscaled, scale }) => {
+            let text = format_decimal(unscaled, scale);
+            if limit.is_some_and(|limit| text.len() > usize::from(limit)) {
+                return Err(SqlValue::Decimal { unscaled, scale });
+            }
+            Ok(SqlValue::Text(text))
+        }
+        (CastOp::BinaryToInteger, SqlValue::Binary(bytes)) => {
+            Ok(SqlValue::Int(binary_to_integer(&bytes, to)))
+        }
+        (CastOp::IntegerToInteger, SqlValue::Int(i)) => {
+            let (low, high) = integer_range(to);
+            if (low..=high).contains(&i128::from(i)) {
+                Ok(SqlValue::Int(i))
+            } else {
+                Err(SqlValue::Int(i))
+            }
+        }
+        (CastOp::IntegerToDecimal { scale, precision }, SqlValue::Int(i)) => {
+            match (pow10(u32::from(scale)), pow10(u32::from(precision))) {
+                (Some(factor), Some(limit)) if (i128::from(i) * factor).abs() < limit => {
+                    Ok(SqlValue::Decimal {
+                        unscaled: i128::from(i) * factor,
+                        scale,
+                    })
+                }
+                _ => Err(SqlValue::Int(i)),
+            }
+        }
+        (_, value) => Err(value),
+    }
+}
+
+/// Appends the decimal digits of `value`.
+pub fn push_integer(out: &mut String, value: i64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut magnitude = value.unsigned_abs();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (magnitude % 10) as u8;
+        magnitude /= 10;
+        if magnitude == 0 {
+            break;
+        }
+    }
+    if value < 0 {
+        out.push('-');
+    }
+    out.extend(digits[at..].iter().map(|d| char::from(*d)));
+}
+
 /// A type's name without its length, as conversion messages print it.
 fn base_name(sql_type: SqlType) -> String {
     let full = name(sql_type);
@@ -119,31 +224,18 @@ fn integer_width(sql_type: SqlType) -> usize {
     }
 }
 
-fn to_integer(value: SqlValue, from: SqlType, to: SqlType, _page: CodePage) -> Result<SqlValue> {
+fn to_integer(value: SqlValue, from: SqlType, to: SqlType) -> Result<SqlValue> {
     let whole: i128 = match value {
         SqlValue::Int(i) => i128::from(i),
         SqlValue::Bit(b) => i128::from(b),
         // Decimal and float to integer truncate toward zero, as CAST does.
-        SqlValue::Decimal { unscaled, scale } => unscaled / 10i128.pow(u32::from(scale)),
+        SqlValue::Decimal { unscaled, scale } => unscaled / pow10(u32::from(scale)).unwrap_or(1),
         SqlValue::Float(f) if f.is_finite() && f.abs() < 1e38 => f.trunc() as i128,
         SqlValue::Float(_) => return Err(error::overflow(&name(to))),
         SqlValue::Text(t) => return text_to_integer(&t, from, to),
         // Binary to integer: the rightmost bytes of the target's width, zero-extended on the
         // left, read big-endian (0xFFFFFFFF as bigint is 4294967295, as int is -1).
-        SqlValue::Binary(bytes) => {
-            let width = integer_width(to);
-            let tail = &bytes[bytes.len().saturating_sub(width)..];
-            let mut buffer = [0u8; 8];
-            buffer[8 - tail.len()..].copy_from_slice(tail);
-            let unsigned = u64::from_be_bytes(buffer);
-            let value = match to {
-                SqlType::TinyInt => i64::from(unsigned as u8),
-                SqlType::SmallInt => i64::from(unsigned as u16 as i16),
-                SqlType::Int => i64::from(unsigned as u32 as i32),
-                _ => unsigned as i64,
-            };
-            return Ok(SqlValue::Int(value));
-        }
+        SqlValue::Binary(bytes) => return Ok(SqlValue::Int(binary_to_integer(&bytes, to))),
         // datetime to an integer: days since 1900-01-01, rounded (noon and later round up).
         SqlValue::DateTime { days, ticks }
             if matches!(from, SqlType::DateTime | SqlType::SmallDateTime) =>
@@ -162,6 +254,22 @@ fn to_integer(value: SqlValue, from: SqlType, to: SqlType, _page: CodePage) -> R
         Ok(SqlValue::Int(whole as i64))
     } else {
         Err(error::overflow(&name(to)))
+    }
+}
+
+/// Binary to integer type `to`: the rightmost bytes of its width, zero-extended on the left,
+/// read big-endian.
+fn binary_to_integer(bytes: &[u8], to: SqlType) -> i64 {
+    let width = integer_width(to);
+    let tail = &bytes[bytes.len().saturating_sub(width)..];
+    let mut buffer = [0u8; 8];
+    buffer[8 - tail.len()..].copy_from_slice(tail);
+    let unsigned = u64::from_be_bytes(buffer);
+    match to {
+        SqlType::TinyInt => i64::from(unsigned as u8),
+        SqlType::SmallInt => i64::from(unsigned as u16 as i16),
+        SqlType::Int => i64::from(unsigned as u32 as i32),
+        _ => unsigned as i64,
     }
 }
 
@@ -216,9 +324,12 @@ fn to_bit(value: SqlValue, from: SqlType) -> Result<SqlValue> {
 /// `unscaled` at `from` scale, rescaled to `to` scale, rounding halves away from zero.
 pub fn rescale(unscaled: i128, from: u8, to: u8) -> Option<i128> {
     if to >= from {
-        unscaled.checked_mul(10i128.checked_pow(u32::from(to - from))?)
+        if to == from {
+            return Some(unscaled);
+        }
+        unscaled.checked_mul(pow10(u32::from(to - from))?)
     } else {
-        let factor = 10i128.checked_pow(u32::from(from - to))?;
+        let factor = pow10(u32::from(from - to))?;
         let (quotient, remainder) = (unscaled / factor, unscaled % factor);
         Some(if remainder.abs() * 2 >= factor {
             quotient + unscaled.signum()
@@ -314,7 +425,7 @@ fn to_decimal(
     let fits = |unscaled: i128| match to {
         SqlType::Money => i64::try_from(unscaled).is_ok(),
         SqlType::SmallMoney => i32::try_from(unscaled).is_ok(),
-        _ => unscaled.abs() < 10i128.pow(u32::from(precision)),
+        _ => pow10(u32::from(precision)).is_some_and(|limit| unscaled.abs() < limit),
     };
     match unscaled {
         Some(unscaled) if fits(unscaled) => Ok(SqlValue::Decimal { unscaled, scale }),
@@ -724,6 +835,26 @@ fn to_binary(
     Ok(SqlValue::Binary(fit_binary(bytes, to, numeric)))
 }
 
+/// Appends integer `value` of type `from` as `to` (binary(n) or varbinary(n)): its big-endian
+/// bytes, padded or cut on the left, as CAST makes them.
+pub fn append_integer_binary(value: i64, from: SqlType, to: SqlType, out: &mut Vec<u8>) {
+    let bytes = value.to_be_bytes();
+    let own = &bytes[8 - integer_width(from)..];
+    let length = match to {
+        SqlType::Binary { length } => usize::from(length),
+        SqlType::VarBinary {
+            length: Some(length),
+        } => usize::from(length).min(own.len()),
+        _ => own.len(),
+    };
+    if length >= own.len() {
+        out.extend(std::iter::repeat_n(0u8, length - own.len()));
+        out.extend_from_slice(own);
+    } else {
+        out.extend_from_slice(&own[own.len() - length..]);
+    }
+}
+
 fn fit_binary(mut bytes: Vec<u8>, to: SqlType, from_left: bool) -> Vec<u8> {
     let (length, fixed) = match to {
         SqlType::Binary { length } => (usize::from(length), true),
@@ -1033,6 +1164,107 @@ mod tests {
             .unwrap(),
             bytes(&[0x3f, 0xf8, 0, 0, 0, 0, 0, 0])
         );
+    }
+
+    #[test]
+    fn specialised_conversions_agree_with_the_general_one() {
+        use super::super::expr::CastOp;
+        let decimal = SqlType::Decimal {
+            precision: 38,
+            scale: 0,
+        };
+        let cases = [
+            (
+                CastOp::IntegerToText { limit: Some(20) },
+                SqlValue::Int(i64::MIN),
+                SqlType::BigInt,
+                SqlType::VarChar { length: Some(20) },
+            ),
+            (
+                CastOp::IntegerToText { limit: None },
+                SqlValue::Int(0),
+                SqlType::Int,
+                SqlType::NVarChar { length: None },
+            ),
+            (
+                CastOp::DecimalToText { limit: Some(50) },
+                SqlValue::Decimal {
+                    unscaled: -5,
+                    scale: 4,
+                },
+                SqlType::Decimal {
+                    precision: 9,
+                    scale: 4,
+                },
+                SqlType::VarChar { length: Some(50) },
+            ),
+            (
+                CastOp::BinaryToInteger,
+                SqlValue::Binary(vec![0x80, 0, 0, 0, 0, 0, 0, 1]),
+                SqlType::VarBinary { length: Some(8) },
+                SqlType::BigInt,
+            ),
+            (
+                CastOp::BinaryToInteger,
+                SqlValue::Binary(vec![0xff, 0xff]),
+                SqlType::VarBinary { length: Some(2) },
+                SqlType::SmallInt,
+            ),
+            (
+                CastOp::IntegerToInteger,
+                SqlValue::Int(70_000),
+                SqlType::BigInt,
+                SqlType::Int,
+            ),
+            (
+                CastOp::IntegerToDecimal {
+                    scale: 0,
+                    precision: 38,
+                },
+                SqlValue::Int(i64::MIN),
+                SqlType::BigInt,
+                decimal,
+            ),
+        ];
+        for (op, value, from, to) in cases {
+            let general = convert(value.clone(), from, to).unwrap();
+            assert_eq!(fast(op, value, to), Ok(general), "{op:?} {from:?} {to:?}");
+        }
+        // What the fast paths leave alone comes back for the general conversion.
+        assert_eq!(
+            fast(
+                CastOp::IntegerToText { limit: Some(2) },
+                SqlValue::Int(123),
+                SqlType::VarChar { length: Some(2) }
+            ),
+            Err(SqlValue::Int(123))
+        );
+        assert_eq!(
+            fast(
+                CastOp::IntegerToInteger,
+                SqlValue::Int(300),
+                SqlType::TinyInt
+            ),
+            Err(SqlValue::Int(300))
+        );
+    }
+
+    #[test]
+    fn integers_append_as_the_binary_cast_makes_them() {
+        for (value, from, to) in [
+            (258, SqlType::Int, SqlType::Binary { length: 4 }),
+            (258, SqlType::Int, SqlType::Binary { length: 6 }),
+            (258, SqlType::Int, SqlType::Binary { length: 1 }),
+            (-1, SqlType::BigInt, SqlType::VarBinary { length: Some(3) }),
+            (7, SqlType::SmallInt, SqlType::VarBinary { length: None }),
+        ] {
+            let mut appended = vec![9];
+            append_integer_binary(value, from, to, &mut appended);
+            let SqlValue::Binary(cast) = convert(SqlValue::Int(value), from, to).unwrap() else {
+                panic!("not binary");
+            };
+            assert_eq!(appended[1..], cast[..], "{value} {from:?} {to:?}");
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@ use sqlparser::ast::{BinaryOperator, CastKind, DataType, Expr, UnaryOperator, Va
 use super::catalog::{Column, Database};
 use super::collation::{CodePage, Collation, Folding};
 use super::compare::compare_folded;
-use super::convert::{cast, parse_decimal};
+use super::convert::{cast, cast_value, parse_decimal};
 use super::datatype;
 use super::error::{self, SqlError};
 use crate::tds::types::{SqlType, SqlValue};
@@ -189,6 +189,121 @@ pub struct CastPlan {
     pub to_page: CodePage,
     /// TRY_CAST / TRY_CONVERT: a failed conversion is NULL.
     pub try_cast: bool,
+    /// How the conversion runs, chosen once from the two types.
+    pub op: CastOp,
+}
+
+/// A conversion specialised when the plan compiles, so the common ones (what canonical-text
+/// and checksum expressions are made of) skip the general conversion's dispatch per value.
+/// Each falls back to the general conversion for a value it does not expect.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum CastOp {
+    /// The value does not change (varchar to nvarchar(max), nvarchar to a UTF-8 varchar(max),
+    /// a string to a wider one of its kind).
+    Identity,
+    /// An integer type to varchar/nvarchar (not char: no padding): its digits; too long
+    /// gives `*` in varchar and an error in nvarchar (left to the general conversion).
+    IntegerToText {
+        /// Length of the target, None for max.
+        limit: Option<u16>,
+    },
+    /// decimal/numeric to varchar/nvarchar: plain notation; too long is an error.
+    DecimalToText {
+        /// Length of the target, None for max.
+        limit: Option<u16>,
+    },
+    /// char/varchar/nchar/nvarchar to varbinary(max), style 0: the stored bytes.
+    TextToBinary,
+    /// binary/varbinary to an integer type: the rightmost bytes, big-endian.
+    BinaryToInteger,
+    /// An integer type to a narrower or wider one: a range check.
+    IntegerToInteger,
+    /// An integer type to decimal(p, s).
+    IntegerToDecimal {
+        /// Target scale.
+        scale: u8,
+        /// Target precision.
+        precision: u8,
+    },
+    /// Anything else: the general conversion.
+    General,
+}
+
+impl CastPlan {
+    /// A conversion of `input` to `to`.
+    pub fn node(
+        input: Plan,
+        to: SqlType,
+        style: Option<i64>,
+        from_page: CodePage,
+        to_page: CodePage,
+        try_cast: bool,
+    ) -> Node {
+        let from = input.sql_type;
+        let plain = style.is_none_or(|s| s == 0);
+        let op = if preserves_value(from, to, from_page, to_page) {
+            CastOp::Identity
+        } else {
+            match to {
+                SqlType::VarChar { length } | SqlType::NVarChar { length }
+                    if datatype::is_integer(from) =>
+                {
+                    CastOp::IntegerToText { limit: length }
+                }
+                SqlType::VarChar { length } | SqlType::NVarChar { length }
+                    if matches!(from, SqlType::Decimal { .. }) =>
+                {
+                    CastOp::DecimalToText { limit: length }
+                }
+                SqlType::VarBinary { length: None } if plain && datatype::is_character(from) => {
+                    CastOp::TextToBinary
+                }
+                t if datatype::is_integer(t) && datatype::is_binary(from) => {
+                    CastOp::BinaryToInteger
+                }
+                t if datatype::is_integer(t) && datatype::is_integer(from) => {
+                    CastOp::IntegerToInteger
+                }
+                SqlType::Decimal { precision, scale } if datatype::is_integer(from) => {
+                    CastOp::IntegerToDecimal { scale, precision }
+                }
+                _ => CastOp::General,
+            }
+        };
+        Node::Cast(Box::new(CastPlan {
+            input,
+            style,
+            from_page,
+            to_page,
+            try_cast,
+            op,
+        }))
+    }
+}
+
+/// Whether converting `from` to `to` leaves every value as it is: between variable-length
+/// strings that lose no character and cut nothing.
+fn preserves_value(from: SqlType, to: SqlType, from_page: CodePage, to_page: CodePage) -> bool {
+    if !datatype::is_character(from) {
+        return from == to && !datatype::is_character(to) && datatype::is_binary(to);
+    }
+    let fits = |limit: Option<u16>| match (limit, datatype::char_length(from)) {
+        (None, _) => true,
+        (Some(limit), Some(length)) => {
+            // A UTF-8 varchar(n) holds n bytes, at least as many as its UTF-16 units.
+            length <= limit && (datatype::is_unicode(to) || !datatype::is_unicode(from))
+        }
+        (Some(_), None) => false,
+    };
+    match to {
+        SqlType::NVarChar { length } => fits(length),
+        SqlType::VarChar { length } => {
+            let lossless =
+                to_page == CodePage::Utf8 || (!datatype::is_unicode(from) && from_page == to_page);
+            lossless && fits(length)
+        }
+        _ => false,
+    }
 }
 
 /// The nodes of a plan.
@@ -289,27 +404,32 @@ pub enum Node {
     },
 }
 
-/// Per-row results of shared subtrees.
+/// Per-row results of shared subtrees, one cell per slot (a slot is only written while it is
+/// empty, so reading one slot while computing another never conflicts).
 #[derive(Debug, Default)]
 pub struct Slots {
-    values: std::cell::RefCell<Vec<Option<SqlValue>>>,
+    values: Vec<std::cell::RefCell<Option<SqlValue>>>,
 }
 
 impl Slots {
     /// Room for `count` shared subtrees.
     pub fn new(count: usize) -> Slots {
         Slots {
-            values: std::cell::RefCell::new(vec![None; count]),
+            values: (0..count).map(|_| std::cell::RefCell::new(None)).collect(),
         }
     }
 
     /// Forgets the previous row's values.
     pub fn clear(&self) {
-        for slot in self.values.borrow_mut().iter_mut() {
-            *slot = None;
+        for cell in &self.values {
+            if let Ok(mut value) = cell.try_borrow_mut() {
+                *value = None;
+            }
         }
     }
 }
+
+static NULL: SqlValue = SqlValue::Null;
 
 /// What a plan is evaluated against.
 #[derive(Clone, Copy)]
@@ -513,32 +633,192 @@ impl Plan {
         }
     }
 
-    /// Evaluates the plan.
+    /// Evaluates the plan. The common nodes are handled here; the rest in out-of-line
+    /// functions, which keeps this frame (entered once per node per row) small.
     pub fn eval(&self, env: &Env<'_>) -> Result<SqlValue, SqlError> {
-        Ok(match &self.node {
-            Node::Constant(value) => value.clone(),
-            Node::Column(i) => env.row.get(*i).cloned().unwrap_or(SqlValue::Null),
-            Node::GroupKey(i) => env.keys.get(*i).cloned().unwrap_or(SqlValue::Null),
-            Node::Aggregate(i) => env.aggregates.get(*i).cloned().unwrap_or(SqlValue::Null),
-            Node::Cast(c) => {
-                let value = c.input.eval(env)?;
-                match cast(
-                    value,
-                    c.input.sql_type,
-                    self.sql_type,
-                    c.style,
-                    c.from_page,
-                    c.to_page,
-                ) {
-                    Ok(value) => value,
-                    Err(e) if c.try_cast && e.number != 529 => SqlValue::Null,
-                    Err(e) => return Err(e),
+        match &self.node {
+            Node::Constant(value) => Ok(value.clone()),
+            Node::Column(i) => Ok(env.row.get(*i).cloned().unwrap_or(SqlValue::Null)),
+            Node::Cast(_) => self.eval_cast(env),
+            Node::Call { function, args } => function.call(args, self, env),
+            Node::Concat(parts) => self.eval_concat(parts, env),
+            Node::Shared { .. } => self.with_value(env, |value| Ok(value.clone())),
+            _ => self.eval_other(env),
+        }
+    }
+
+    /// Calls `f` with the plan's value, borrowed where it is already held (a column, a
+    /// constant, a group's value, a shared subtree's slot) rather than copied.
+    pub fn with_value<R>(
+        &self,
+        env: &Env<'_>,
+        f: impl FnOnce(&SqlValue) -> Result<R, SqlError>,
+    ) -> Result<R, SqlError> {
+        match &self.node {
+            Node::Constant(value) => f(value),
+            Node::Column(i) => f(env.row.get(*i).unwrap_or(&NULL)),
+            Node::GroupKey(i) => f(env.keys.get(*i).unwrap_or(&NULL)),
+            Node::Aggregate(i) => f(env.aggregates.get(*i).unwrap_or(&NULL)),
+            Node::Shared { slot, inner } => {
+                let Some(cell) = env.slots.and_then(|slots| slots.values.get(*slot)) else {
+                    return f(&inner.eval(env)?);
+                };
+                if cell.try_borrow().is_ok_and(|value| value.is_none()) {
+                    let value = inner.eval(env)?;
+                    if let Ok(mut held) = cell.try_borrow_mut() {
+                        *held = Some(value);
+                    } else {
+                        return f(&value);
+                    }
+                }
+                match cell.try_borrow() {
+                    Ok(held) => match held.as_ref() {
+                        Some(value) => f(value),
+                        None => f(&inner.eval(env)?),
+                    },
+                    Err(_) => f(&inner.eval(env)?),
                 }
             }
+            _ => f(&self.eval(env)?),
+        }
+    }
+
+    /// Appends a binary plan's value to `out`; false, with nothing appended, when it is NULL.
+    /// Concatenations, ISNULL and integer-to-binary casts write straight into `out`, so a row
+    /// encoding is built in one buffer.
+    pub fn append_binary(&self, env: &Env<'_>, out: &mut Vec<u8>) -> Result<bool, SqlError> {
+        match &self.node {
+            Node::Concat(parts) if datatype::is_binary(self.sql_type) => {
+                let start = out.len();
+                for part in parts {
+                    if !part.append_binary(env, out)? {
+                        out.truncate(start);
+                        return Ok(false);
+                    }
+                }
+                if let Some(limit) = datatype::char_length(self.sql_type) {
+                    out.truncate(start + usize::from(limit).min(out.len() - start));
+                }
+                Ok(true)
+            }
+            Node::Call {
+                function: super::functions::Function::IsNull,
+                args,
+            } if datatype::is_binary(self.sql_type) && args.len() == 2 => {
+                if args[0].append_binary(env, out)? {
+                    return Ok(true);
+                }
+                args[1].append_binary(env, out)
+            }
+            Node::Cast(c)
+                if datatype::is_integer(c.input.sql_type) && datatype::is_binary(self.sql_type) =>
+            {
+                c.input.with_value(env, |value| match value {
+                    SqlValue::Int(i) => {
+                        super::convert::append_integer_binary(
+                            *i,
+                            c.input.sql_type,
+                            self.sql_type,
+                            out,
+                        );
+                        Ok(true)
+                    }
+                    _ => Ok(false),
+                })
+            }
+            _ => self.with_value(env, |value| match value {
+                SqlValue::Binary(bytes) => {
+                    out.extend_from_slice(bytes);
+                    Ok(true)
+                }
+                SqlValue::Null => Ok(false),
+                _ => Err(error::not_implemented(
+                    "a non-binary value in a binary expression",
+                )),
+            }),
+        }
+    }
+
+    /// A chain of conversions (`CAST(CAST(CAST(x AS …) AS …) AS …)`) runs in one frame:
+    /// the innermost input is evaluated, then each conversion applied outward.
+    fn eval_cast(&self, env: &Env<'_>) -> Result<SqlValue, SqlError> {
+        const DEPTH: usize = 8;
+        let mut chain: [Option<&Plan>; DEPTH] = [None; DEPTH];
+        let mut depth = 0;
+        let mut input = self;
+        while let Node::Cast(c) = &input.node
+            && depth < DEPTH
+        {
+            chain[depth] = Some(input);
+            depth += 1;
+            input = &c.input;
+        }
+        let mut value = input.eval(env)?;
+        for owner in chain[..depth].iter().rev().flatten() {
+            if let Node::Cast(c) = &owner.node {
+                value = owner.convert(c, value)?;
+            }
+        }
+        Ok(value)
+    }
+
+    /// Applies this plan's conversion `c` to a value of its input.
+    fn convert(&self, c: &CastPlan, value: SqlValue) -> Result<SqlValue, SqlError> {
+        let value = match (c.op, value) {
+            (CastOp::Identity, value) | (_, value @ SqlValue::Null) => return Ok(value),
+            (CastOp::General, value) => value,
+            (CastOp::TextToBinary, SqlValue::Text(text)) => {
+                return Ok(SqlValue::Binary(
+                    if datatype::is_unicode(c.input.sql_type) {
+                        text.encode_utf16().flat_map(u16::to_le_bytes).collect()
+                    } else {
+                        super::collation::encode(text, c.from_page)
+                    },
+                ));
+            }
+            (op, value) => match super::convert::fast(op, value, self.sql_type) {
+                Ok(value) => return Ok(value),
+                Err(value) => value,
+            },
+        };
+        // The conversion was checked when the plan compiled.
+        match cast_value(
+            value,
+            c.input.sql_type,
+            self.sql_type,
+            c.style,
+            c.from_page,
+            c.to_page,
+        ) {
+            Ok(value) => Ok(value),
+            Err(e) if c.try_cast && e.number != 529 => Ok(SqlValue::Null),
+            Err(e) => Err(e),
+        }
+    }
+
+    #[inline(never)]
+    fn eval_concat(&self, parts: &[Plan], env: &Env<'_>) -> Result<SqlValue, SqlError> {
+        if datatype::is_binary(self.sql_type) {
+            let mut out = Vec::new();
+            return Ok(if self.append_binary(env, &mut out)? {
+                SqlValue::Binary(out)
+            } else {
+                SqlValue::Null
+            });
+        }
+        concat(parts, self.sql_type, self.code_page(), env)
+    }
+
+    #[inline(never)]
+    fn eval_other(&self, env: &Env<'_>) -> Result<SqlValue, SqlError> {
+        Ok(match &self.node {
+            Node::GroupKey(i) => env.keys.get(*i).cloned().unwrap_or(SqlValue::Null),
+            Node::Aggregate(i) => env.aggregates.get(*i).cloned().unwrap_or(SqlValue::Null),
             Node::Negate(operand) => super::arithmetic::negate(operand.eval(env)?, self.sql_type)?,
             Node::Not(operand) => bit(as_truth(&operand.eval(env)?).map(|b| !b)),
             Node::IsNull { operand, negated } => {
-                SqlValue::Bit((operand.eval(env)? == SqlValue::Null) != *negated)
+                let null = operand.with_value(env, |value| Ok(*value == SqlValue::Null))?;
+                SqlValue::Bit(null != *negated)
             }
             Node::And(a, b) => {
                 let left = as_truth(&a.eval(env)?);
@@ -560,32 +840,34 @@ impl Plan {
                 right,
                 folding,
             } => {
-                let (a, b) = (left.eval(env)?, right.eval(env)?);
-                bit(compare_folded(&a, &b, *folding).map(|o| op.holds(o)))
+                let ordering = left.with_value(env, |a| {
+                    right.with_value(env, |b| Ok(compare_folded(a, b, *folding)))
+                })?;
+                bit(ordering.map(|o| op.holds(o)))
             }
             Node::Arithmetic { op, left, right } => {
                 let (a, b) = (left.eval(env)?, right.eval(env)?);
                 super::arithmetic::apply(*op, a, b, left.sql_type, right.sql_type, self.sql_type)?
             }
-            Node::Concat(parts) => concat(parts, self.sql_type, self.code_page(), env)?,
             Node::In {
                 needle,
                 list,
                 negated,
                 folding,
             } => {
-                let needle = needle.eval(env)?;
-                let mut result = Some(false);
-                for item in list {
-                    match compare_folded(&needle, &item.eval(env)?, *folding) {
-                        Some(Ordering::Equal) => {
-                            result = Some(true);
-                            break;
+                let result = needle.with_value(env, |needle| {
+                    let mut result = Some(false);
+                    for item in list {
+                        let ordering = item
+                            .with_value(env, |item| Ok(compare_folded(needle, item, *folding)))?;
+                        match ordering {
+                            Some(Ordering::Equal) => return Ok(Some(true)),
+                            None => result = None,
+                            Some(_) => {}
                         }
-                        None => result = None,
-                        Some(_) => {}
                     }
-                }
+                    Ok(result)
+                })?;
                 bit(if *negated { result.map(|b| !b) } else { result })
             }
             Node::Between {
@@ -595,10 +877,15 @@ impl Plan {
                 negated,
                 folding,
             } => {
-                let value = operand.eval(env)?;
-                let above = compare_folded(&value, &low.eval(env)?, *folding).map(Ordering::is_ge);
-                let below = compare_folded(&value, &high.eval(env)?, *folding).map(Ordering::is_le);
-                let within = and(above, below);
+                let within = operand.with_value(env, |value| {
+                    let above = low.with_value(env, |low| {
+                        Ok(compare_folded(value, low, *folding).map(Ordering::is_ge))
+                    })?;
+                    let below = high.with_value(env, |high| {
+                        Ok(compare_folded(value, high, *folding).map(Ordering::is_le))
+                    })?;
+                    Ok(and(above, below))
+                })?;
                 bit(if *negated { within.map(|b| !b) } else { within })
             }
             Node::Case {
@@ -615,20 +902,12 @@ impl Plan {
                     None => SqlValue::Null,
                 }
             }
-            Node::Call { function, args } => function.call(args, self, env)?,
-            Node::Shared { slot, inner } => {
-                let Some(slots) = env.slots else {
-                    return inner.eval(env);
-                };
-                if let Some(Some(value)) = slots.values.borrow().get(*slot) {
-                    return Ok(value.clone());
-                }
-                let value = inner.eval(env)?;
-                if let Some(cell) = slots.values.borrow_mut().get_mut(*slot) {
-                    *cell = Some(value.clone());
-                }
-                value
-            }
+            Node::Constant(_)
+            | Node::Column(_)
+            | Node::Cast(_)
+            | Node::Call { .. }
+            | Node::Concat(_)
+            | Node::Shared { .. } => return self.eval(env),
         })
     }
 
@@ -638,8 +917,8 @@ impl Plan {
     }
 }
 
-/// `a + b + …` on strings or binaries: NULL if any part is NULL; cut to the type's length
-/// (8,000 bytes unless a part is a large value type).
+/// `a + b + …` on strings: NULL if any part is NULL; cut to the type's length (8,000 bytes
+/// unless a part is a large value type).
 fn concat(
     parts: &[Plan],
     sql_type: SqlType,
@@ -647,26 +926,27 @@ fn concat(
     env: &Env<'_>,
 ) -> Result<SqlValue, SqlError> {
     let limit = datatype::char_length(sql_type).map(usize::from);
-    if datatype::is_binary(sql_type) {
-        let mut out: Vec<u8> = Vec::new();
-        for part in parts {
-            match part.eval(env)? {
-                SqlValue::Binary(bytes) if out.is_empty() => out = bytes,
-                SqlValue::Binary(bytes) => out.extend_from_slice(&bytes),
-                _ => return Ok(SqlValue::Null),
-            }
-        }
-        if let Some(limit) = limit {
-            out.truncate(limit);
-        }
-        return Ok(SqlValue::Binary(out));
-    }
     let mut out = String::new();
-    for part in parts {
-        match part.eval(env)? {
-            SqlValue::Text(text) if out.is_empty() => out = text,
-            SqlValue::Text(text) => out.push_str(&text),
-            _ => return Ok(SqlValue::Null),
+    for (i, part) in parts.iter().enumerate() {
+        let present = if i == 0 {
+            match part.eval(env)? {
+                SqlValue::Text(text) => {
+                    out = text;
+                    true
+                }
+                _ => false,
+            }
+        } else {
+            part.with_value(env, |value| match value {
+                SqlValue::Text(text) => {
+                    out.push_str(text);
+                    Ok(true)
+                }
+                _ => Ok(false),
+            })?
+        };
+        if !present {
+            return Ok(SqlValue::Null);
         }
     }
     if let Some(limit) = limit
@@ -1215,13 +1495,7 @@ impl<'a> Compiler<'a> {
         let from_page = input.code_page();
         let to_page = collation.as_ref().map_or(CodePage::Cp1252, |c| c.code_page);
         Ok(Plan {
-            node: Node::Cast(Box::new(CastPlan {
-                input,
-                style,
-                from_page,
-                to_page,
-                try_cast,
-            })),
+            node: CastPlan::node(input, target, style, from_page, to_page, try_cast),
             sql_type: target,
             collation,
             label,
@@ -1389,13 +1663,7 @@ fn implicit_cast(plan: Plan, to: SqlType, page: CodePage) -> Plan {
     let to_page = collation.as_ref().map_or(page, |c| c.code_page);
     let from_page = plan.code_page();
     Plan {
-        node: Node::Cast(Box::new(CastPlan {
-            input: plan,
-            style: None,
-            from_page,
-            to_page,
-            try_cast: false,
-        })),
+        node: CastPlan::node(plan, to, None, from_page, to_page, false),
         sql_type: to,
         collation,
         label,
@@ -1410,13 +1678,7 @@ fn recode(plan: Plan, page: CodePage) -> Plan {
     let label = plan.label;
     let from_page = plan.code_page();
     Plan {
-        node: Node::Cast(Box::new(CastPlan {
-            input: plan,
-            style: None,
-            from_page,
-            to_page: page,
-            try_cast: false,
-        })),
+        node: CastPlan::node(plan, sql_type, None, from_page, page, false),
         sql_type,
         collation,
         label,
@@ -1619,8 +1881,9 @@ fn number(text: &str) -> Result<Plan, SqlError> {
     ))
 }
 
-/// Rewrites every subtree that occurs more than once across `plans` (outside constants and
-/// plain column reads) into a [`Node::Shared`] slot, so a row computes it once. Returns the
+/// Rewrites each largest subtree that occurs more than once across `plans` (outside
+/// constants and plain column reads) into a [`Node::Shared`] slot, so a row computes it once.
+/// Inside a shared subtree only what also occurs elsewhere gets a slot of its own. Returns the
 /// number of slots.
 pub fn share(plans: &mut [&mut Plan]) -> usize {
     let mut counts: HashMap<String, usize> = HashMap::new();
@@ -1631,9 +1894,12 @@ pub fn share(plans: &mut [&mut Plan]) -> usize {
             }
         });
     }
+    if counts.values().all(|c| *c < 2) {
+        return 0;
+    }
     let mut slots: HashMap<String, usize> = HashMap::new();
     for plan in plans.iter_mut() {
-        assign_slots(plan, &counts, &mut slots);
+        assign_slots(plan, 1, &counts, &mut slots);
     }
     slots.len()
 }
@@ -1645,42 +1911,41 @@ fn worth_sharing(plan: &Plan) -> bool {
     )
 }
 
+/// Top down: a subtree occurring more often than the shared subtree around it gets a slot.
 fn assign_slots(
     plan: &mut Plan,
+    enclosing: usize,
     counts: &HashMap<String, usize>,
     slots: &mut HashMap<String, usize>,
 ) {
-    for child in plan.children_mut() {
-        assign_slots(child, counts, slots);
+    let mut enclosing = enclosing;
+    if worth_sharing(plan) {
+        let key = format!("{plan:?}");
+        let count = counts.get(&key).copied().unwrap_or(0);
+        if count > enclosing {
+            let next = slots.len();
+            let slot = *slots.entry(key).or_insert(next);
+            let inner = std::mem::replace(plan, Plan::constant(SqlValue::Null, SqlType::Int));
+            *plan = Plan {
+                node: Node::Shared {
+                    slot,
+                    inner: Box::new(inner.clone()),
+                },
+                ..inner
+            };
+            enclosing = count;
+        }
     }
-    if !worth_sharing(plan) {
-        return;
+    match &mut plan.node {
+        Node::Shared { inner, .. } => {
+            for child in inner.children_mut() {
+                assign_slots(child, enclosing, counts, slots);
+            }
+        }
+        _ => {
+            for child in plan.children_mut() {
+                assign_slots(child, enclosing, counts, slots);
+            }
+        }
     }
-    // Keys are taken before children were wrapped, so compute them from an unwrapped copy.
-    let key = format!("{:?}", unshared(plan));
-    if counts.get(&key).copied().unwrap_or(0) < 2 {
-        return;
-    }
-    let next = slots.len();
-    let slot = *slots.entry(key).or_insert(next);
-    let inner = std::mem::replace(plan, Plan::constant(SqlValue::Null, SqlType::Int));
-    *plan = Plan {
-        node: Node::Shared {
-            slot,
-            inner: Box::new(inner.clone()),
-        },
-        ..inner
-    };
-}
-
-/// A copy of `plan` with the Shared wrappers removed.
-fn unshared(plan: &Plan) -> Plan {
-    let mut copy = match &plan.node {
-        Node::Shared { inner, .. } => (**inner).clone(),
-        _ => plan.clone(),
-    };
-    for child in copy.children_mut() {
-        *child = unshared(child);
-    }
-    copy
 }

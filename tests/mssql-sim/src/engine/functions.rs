@@ -131,15 +131,20 @@ impl Function {
                 })
             }
             Function::HashBytes => {
-                let (algorithm, input) = (arg(0)?, arg(1)?);
-                let SqlValue::Text(algorithm) = algorithm else {
+                let (Some(algorithm), Some(input)) = (args.first(), args.get(1)) else {
                     return Ok(SqlValue::Null);
                 };
-                let Some(input_plan) = args.get(1) else {
-                    return Ok(SqlValue::Null);
-                };
-                hashbytes(&algorithm, input, input_plan)
+                algorithm.with_value(env, |algorithm| match algorithm {
+                    SqlValue::Text(algorithm) => hashbytes(algorithm, input, env),
+                    _ => Ok(SqlValue::Null),
+                })
             }
+            Function::DataLength => args[0].with_value(env, |value| {
+                Ok(match value {
+                    SqlValue::Null => SqlValue::Null,
+                    value => SqlValue::Int(data_length(value, &args[0]) as i64),
+                })
+            }),
             Function::Lower | Function::Upper => Ok(match arg(0)? {
                 SqlValue::Text(text) => SqlValue::Text(change_case(
                     text,
@@ -155,10 +160,6 @@ impl Function {
                     SqlValue::Int(length_units(text.trim_end_matches(' '), plan) as i64)
                 }
                 _ => SqlValue::Null,
-            }),
-            Function::DataLength => Ok(match arg(0)? {
-                SqlValue::Null => SqlValue::Null,
-                value => SqlValue::Int(data_length(&value, &args[0]) as i64),
             }),
             Function::Substring | Function::Left | Function::Right => {
                 let value = arg(0)?;
@@ -233,24 +234,66 @@ impl Function {
 
 /// `HASHBYTES`: the input's stored bytes (UTF-16LE for nvarchar, the collation's code page or
 /// UTF-8 for varchar) hashed. SHA2_256 and SHA2_512; an algorithm SQL Server does not know
-/// gives NULL.
-fn hashbytes(algorithm: &str, input: SqlValue, plan: &Plan) -> Result<SqlValue, SqlError> {
-    let bytes: Vec<u8> = match input {
-        SqlValue::Null => return Ok(SqlValue::Null),
-        SqlValue::Binary(bytes) => bytes,
-        SqlValue::Text(text) if datatype::is_unicode(plan.sql_type) => {
-            text.encode_utf16().flat_map(u16::to_le_bytes).collect()
+/// gives NULL. A binary input is built straight into one buffer.
+fn hashbytes(algorithm: &str, input: &Plan, env: &Env<'_>) -> Result<SqlValue, SqlError> {
+    thread_local! {
+        // The input buffer, reused call after call (a nested HASHBYTES gets its own).
+        static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    BUFFER.with(|buffer| match buffer.try_borrow_mut() {
+        Ok(mut bytes) => {
+            bytes.clear();
+            hash_input(algorithm, input, env, &mut bytes)
         }
-        SqlValue::Text(text) => collation::encode(text, plan.code_page()),
-        _ => return Ok(SqlValue::Null),
+        Err(_) => hash_input(algorithm, input, env, &mut Vec::new()),
+    })
+}
+
+fn hash_input(
+    algorithm: &str,
+    input: &Plan,
+    env: &Env<'_>,
+    bytes: &mut Vec<u8>,
+) -> Result<SqlValue, SqlError> {
+    let present = if datatype::is_binary(input.sql_type) {
+        input.append_binary(env, bytes)?
+    } else {
+        input.with_value(env, |value| {
+            Ok(match value {
+                SqlValue::Null => false,
+                SqlValue::Binary(b) => {
+                    bytes.extend_from_slice(b);
+                    true
+                }
+                SqlValue::Text(text) if datatype::is_unicode(input.sql_type) => {
+                    bytes.extend(text.encode_utf16().flat_map(u16::to_le_bytes));
+                    true
+                }
+                SqlValue::Text(text) => {
+                    bytes.extend_from_slice(&collation::encode(text.clone(), input.code_page()));
+                    true
+                }
+                _ => false,
+            })
+        })?
     };
-    let digest = match algorithm.trim().to_ascii_uppercase().as_str() {
-        "SHA2_256" => sha2::Sha256::digest(&bytes).to_vec(),
-        "SHA2_512" => sha2::Sha512::digest(&bytes).to_vec(),
-        other @ ("MD2" | "MD4" | "MD5" | "SHA" | "SHA1") => {
-            return Err(error::not_implemented(&format!("HASHBYTES with {other}")));
-        }
-        _ => return Ok(SqlValue::Null),
+    if !present {
+        return Ok(SqlValue::Null);
+    }
+    let algorithm = algorithm.trim();
+    let digest = if algorithm.eq_ignore_ascii_case("SHA2_256") {
+        sha2::Sha256::digest(bytes.as_slice()).to_vec()
+    } else if algorithm.eq_ignore_ascii_case("SHA2_512") {
+        sha2::Sha512::digest(bytes.as_slice()).to_vec()
+    } else if ["MD2", "MD4", "MD5", "SHA", "SHA1"]
+        .iter()
+        .any(|known| algorithm.eq_ignore_ascii_case(known))
+    {
+        return Err(error::not_implemented(&format!(
+            "HASHBYTES with {algorithm}"
+        )));
+    } else {
+        return Ok(SqlValue::Null);
     };
     Ok(SqlValue::Binary(digest))
 }
@@ -763,13 +806,14 @@ pub fn substring(mut args: Vec<Plan>) -> Result<Plan, SqlError> {
         let length = datatype::char_length(value.sql_type);
         let page = value.code_page();
         Plan {
-            node: Node::Cast(Box::new(super::expr::CastPlan {
-                input: value,
-                style: None,
-                from_page: page,
-                to_page: CodePage::Cp1252,
-                try_cast: false,
-            })),
+            node: super::expr::CastPlan::node(
+                value,
+                SqlType::VarChar { length },
+                None,
+                page,
+                CodePage::Cp1252,
+                false,
+            ),
             sql_type: SqlType::VarChar { length },
             collation: Some(collation::Collation::server_default()),
             label: Label::Coercible,
@@ -783,13 +827,7 @@ pub fn substring(mut args: Vec<Plan>) -> Result<Plan, SqlError> {
         if datatype::is_character(plan.sql_type) {
             let page = plan.code_page();
             return Ok(Plan::typed(
-                Node::Cast(Box::new(super::expr::CastPlan {
-                    input: plan,
-                    style: None,
-                    from_page: page,
-                    to_page: page,
-                    try_cast: false,
-                })),
+                super::expr::CastPlan::node(plan, SqlType::BigInt, None, page, page, false),
                 SqlType::BigInt,
             ));
         }

@@ -539,7 +539,7 @@ fn aggregate<'a>(
     slots: &Slots,
 ) -> Result<Vec<Group>, SqlError> {
     let foldings: Vec<Folding> = key_plans.iter().map(folding_of).collect();
-    let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
+    let mut index = KeyMap::default();
     let mut keys: Vec<Vec<SqlValue>> = Vec::new();
     let mut states: Vec<Vec<Accumulator>> = Vec::new();
     if key_plans.is_empty() {
@@ -547,6 +547,7 @@ fn aggregate<'a>(
         states.push(calls.iter().map(Accumulator::new).collect());
     }
     let mut buffer = Vec::new();
+    let mut values: Vec<SqlValue> = Vec::with_capacity(key_plans.len());
     for row in rows {
         slots.clear();
         let env = Env {
@@ -564,10 +565,10 @@ fn aggregate<'a>(
         let group = if key_plans.is_empty() {
             0
         } else {
-            let values = key_plans
-                .iter()
-                .map(|plan| plan.eval(&env))
-                .collect::<Result<Vec<_>, _>>()?;
+            values.clear();
+            for plan in key_plans {
+                values.push(plan.eval(&env)?);
+            }
             buffer.clear();
             for (value, folding) in values.iter().zip(&foldings) {
                 group_key(value, *folding, &mut buffer);
@@ -576,7 +577,7 @@ fn aggregate<'a>(
                 Some(group) => *group,
                 None => {
                     index.insert(buffer.clone(), keys.len());
-                    keys.push(values);
+                    keys.push(values.clone());
                     states.push(calls.iter().map(Accumulator::new).collect());
                     keys.len() - 1
                 }
@@ -605,6 +606,35 @@ fn aggregate<'a>(
         })
         .collect()
 }
+
+/// 10^38: a decimal sum must stay below it.
+const DECIMAL_LIMIT: u128 = 100_000_000_000_000_000_000_000_000_000_000_000_000;
+
+/// A fast hasher for group keys (FNV-1a over the key bytes): SipHash's resistance to chosen
+/// keys buys nothing here and costs a noticeable share of a per-row GROUP BY.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut hash = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for byte in bytes {
+            hash ^= u64::from(*byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self.0 = hash;
+    }
+}
+
+type KeyMap = HashMap<Vec<u8>, usize, std::hash::BuildHasherDefault<KeyHasher>>;
 
 /// The running state of one aggregate over one group.
 struct Accumulator {
@@ -659,7 +689,7 @@ impl Accumulator {
                     self.exact = self
                         .exact
                         .checked_add(unscaled)
-                        .filter(|sum| sum.unsigned_abs() < 10u128.pow(38))
+                        .filter(|sum| sum.unsigned_abs() < DECIMAL_LIMIT)
                         .ok_or_else(|| error::overflow(&overflow_name(call.sql_type)))?;
                 }
                 _ => return Err(error::not_implemented("this aggregate over this type")),

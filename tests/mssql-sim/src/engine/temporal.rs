@@ -460,21 +460,31 @@ pub fn to_text(
         _ => -1,
     });
     let mut out = String::with_capacity(40);
+    // ISO forms are written digit by digit: they are what canonical text is made of, per row.
     let date_iso = |out: &mut String| {
         if let Some((y, m, d)) = parts.date {
-            let _ = write!(out, "{y:04}-{m:02}-{d:02}");
+            push_padded(out, y.unsigned_abs().into(), 4);
+            out.push('-');
+            push_padded(out, m.into(), 2);
+            out.push('-');
+            push_padded(out, d.into(), 2);
         }
     };
     let time_iso = |out: &mut String, digits: usize| {
         if let Some((h, mi, s)) = parts.clock {
-            let _ = write!(out, "{h:02}:{mi:02}:{s:02}");
+            push_padded(out, h, 2);
+            out.push(':');
+            push_padded(out, mi, 2);
+            out.push(':');
+            push_padded(out, s, 2);
             if digits > 0 {
                 let value = if digits >= parts.digits {
                     parts.fraction * 10u64.pow((digits - parts.digits) as u32)
                 } else {
                     parts.fraction / 10u64.pow((parts.digits - digits) as u32)
                 };
-                let _ = write!(out, ".{value:0digits$}");
+                out.push('.');
+                push_padded(out, value, digits);
             }
         }
     };
@@ -604,6 +614,20 @@ pub fn to_text(
         }
     }
     Some(Ok(out))
+}
+
+/// Appends `value` in decimal, zero-padded to `width` digits.
+fn push_padded(out: &mut String, value: u64, width: usize) {
+    let mut digits = [b'0'; 20];
+    let mut at = digits.len();
+    let mut rest = value;
+    while rest > 0 && at > 0 {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    let start = at.min(digits.len().saturating_sub(width));
+    out.extend(digits[start..].iter().map(|d| char::from(*d)));
 }
 
 /// 281: a style number CONVERT does not have for this conversion.
