@@ -246,9 +246,7 @@ pub fn value_from_text(text: Option<&str>, column: &ColumnSchema) -> Result<Valu
             Kind::Uuid(bytes)
         }
         LogicalType::Date => Kind::Date(parse_date(text).ok_or_else(|| bad("a date"))?),
-        LogicalType::Time => {
-            Kind::TimeNanos(parse_time(text).ok_or_else(|| bad("a time"))? * 1000)
-        }
+        LogicalType::Time => Kind::TimeNanos(parse_time(text).ok_or_else(|| bad("a time"))? * 1000),
         LogicalType::Timestamp => {
             let micros = parse_timestamp(text).ok_or_else(|| bad("a timestamp"))?;
             Kind::Timestamp(crate::proto::Timestamp {
@@ -474,8 +472,10 @@ mod tests {
         }
         assert!(value_from_text(Some("2024-02-30"), &column(LogicalType::Date, 0)).is_err());
         assert!(value_from_text(Some("x"), &column(LogicalType::Int64, 0)).is_err());
-        assert!(value_from_text(None, &column(LogicalType::Int64, 0))
-            .map(|v| crate::value::is_null(&v))
-            .unwrap());
+        assert!(
+            value_from_text(None, &column(LogicalType::Int64, 0))
+                .map(|v| crate::value::is_null(&v))
+                .unwrap()
+        );
     }
 }

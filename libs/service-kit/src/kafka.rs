@@ -147,10 +147,16 @@ impl<D: DefaultGroup> ConsumerConfig<D> {
         format!("^{topic_prefix}\\.{stage}\\.{}$", self.table_pattern)
     }
 
-    /// Adds the extra properties to a consumer's settings.
+    /// Adds the extra properties to a consumer's settings, and the defaults every
+    /// subscribing stage needs unless they are set.
     pub fn apply_properties(&self, config: &mut ClientConfig) {
         for (key, value) in &self.properties {
             config.set(key, value);
+        }
+        if config.get("topic.metadata.refresh.interval.ms").is_none() {
+            // Subscriptions are patterns and new tables appear as new topics: find them
+            // within seconds, not after librdkafka's default of 5 minutes.
+            config.set("topic.metadata.refresh.interval.ms", "5000");
         }
     }
 }

@@ -71,11 +71,14 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) -> anyhow::Re
     let creator = Arc::clone(&shared.creator);
     let offsets = shared.topics.extractor_offsets();
     let schemas = shared.topics.schemas();
+    let control = shared.topics.control();
     let work_topic = topic.clone();
     let partitions = config.work.partitions;
     tokio::task::spawn_blocking(move || {
         creator.ensure_partitions(&work_topic, partitions, false)?;
         creator.ensure_partitions(&offsets, 1, true)?;
+        // One partition: every table reads every command, in order.
+        creator.ensure_partitions(&control, 1, false)?;
         creator.ensure_partitions(&schemas, 1, true)
     })
     .await

@@ -1,7 +1,7 @@
 //! The extractor: reads SQL Server's change data capture tables and publishes ordered change
 //! events to Kafka, snapshot then stream, exactly once.
 //!
-//! Parts: [`config`], [`sql`] (connections and errors), [`discovery`] (captured tables from
+//! Parts: [`config`], [`control`] (commands from the control topic), [`sql`] (connections and errors), [`discovery`] (captured tables from
 //! SQL Server's metadata), [`values`] (exact value conversion), [`source`] (the queries),
 //! [`table`] (a table's stream and snapshot state), [`unit`] (one work unit's loop and its
 //! Kafka transactions), [`checkpoint`] (positions in the offsets topic), [`assign`] (work
@@ -11,6 +11,7 @@
 pub mod assign;
 pub mod checkpoint;
 pub mod config;
+pub mod control;
 pub mod discovery;
 pub mod grpc;
 pub mod metrics;

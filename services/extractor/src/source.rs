@@ -67,11 +67,13 @@ pub async fn capture_instances(
 }
 
 /// Whether changes after `resume` may have been removed, given the instance's minimum LSN
-/// `min` (cleanup removed everything below it). LSNs are not dense, so this cannot tell a
-/// removed change from an LSN nobody used: it errs on the side of reporting, because lost
-/// history must never pass silently. `min` zero means SQL Server does not know the instance.
-pub fn lost_before(resume: &SourcePosition, min: Lsn) -> bool {
-    if min == Lsn::ZERO {
+/// `min` (cleanup removed everything below it) and its start LSN `start` (it never held
+/// anything below that: while `min` is still `start`, cleanup has removed nothing). LSNs are
+/// not dense, so this cannot tell a removed change from an LSN nobody used: it errs on the
+/// side of reporting, because lost history must never pass silently. `min` zero means SQL
+/// Server does not know the instance.
+pub fn lost_before(resume: &SourcePosition, min: Lsn, start: Lsn) -> bool {
+    if min == Lsn::ZERO || min <= start {
         return false;
     }
     if is_end_of_lsn(resume) {
@@ -314,6 +316,56 @@ pub async fn chunk(
         .collect()
 }
 
+/// The rows with the given keys (a repair); keys the table does not hold are simply absent.
+pub async fn rows_by_keys(
+    client: &mut SqlClient,
+    table: &TableId,
+    instance: &CaptureInstance,
+    keys: &[Vec<Value>],
+) -> Result<Vec<Vec<Value>>, SqlError> {
+    let context = format!("reading chosen rows of {}", table_name(table));
+    let columns: Vec<String> = instance
+        .key_indexes
+        .iter()
+        .map(|&i| format!("t.{}", sql::quote(&instance.schema.columns[i].name)))
+        .collect();
+    let mut parameters: Vec<ColumnData<'static>> = Vec::new();
+    let mut alternatives = Vec::with_capacity(keys.len());
+    for key in keys {
+        if key.len() != columns.len() {
+            return Err(SqlError::unexpected(
+                &context,
+                format!(
+                    "a key of {} values for {} key columns",
+                    key.len(),
+                    columns.len()
+                ),
+            ));
+        }
+        let mut equal = Vec::with_capacity(key.len());
+        for (column, value) in columns.iter().zip(key) {
+            parameters.push(parameter(value).map_err(|e| SqlError::unexpected(&context, e))?);
+            equal.push(format!("{column} = @P{}", parameters.len()));
+        }
+        alternatives.push(format!("({})", equal.join(" AND ")));
+    }
+    let text = format!(
+        "SELECT {columns} FROM {schema}.{name} AS t WHERE {filter}",
+        columns = instance.select_list("t"),
+        schema = sql::quote(&table.schema),
+        name = sql::quote(&table.table),
+        filter = alternatives.join(" OR "),
+    );
+    let mut query = Query::new(text);
+    for parameter in parameters {
+        query.bind(parameter);
+    }
+    let rows = sql::rows(client, query, &context).await?;
+    rows.iter()
+        .map(|row| row_values(row, 0, table, instance, &context))
+        .collect()
+}
+
 /// `(k1, k2, …) <op> (v1, v2, …)` in lexicographic order, expanded for T-SQL (which has no
 /// row-value comparison): `k1 > v1 OR (k1 = v1 AND (k2 > v2 …))`.
 fn keyset_predicate(
@@ -544,25 +596,32 @@ mod tests {
     #[test]
     fn history_is_lost_only_past_the_next_lsn_to_read() {
         let done = end_of(lsn(100));
-        assert!(!lost_before(&done, lsn(100)), "cleanup below what was read");
+        let start = lsn(10);
         assert!(
-            !lost_before(&done, lsn(101)),
+            !lost_before(&done, lsn(100), start),
+            "cleanup below what was read"
+        );
+        assert!(
+            !lost_before(&done, lsn(101), start),
             "the next LSN is the first one kept"
         );
         assert!(
-            lost_before(&done, lsn(102)),
+            lost_before(&done, lsn(102), start),
             "LSN 101 may have held changes"
         );
-        assert!(!lost_before(&done, Lsn::ZERO), "an unknown instance");
+        assert!(!lost_before(&done, Lsn::ZERO, start), "an unknown instance");
+        // A table first seen before its capture job ran: nothing below the instance's start
+        // ever existed in it, however far below it the position is.
+        assert!(!lost_before(&end_of(Lsn::ZERO), lsn(102), lsn(102)));
         let midway = SourcePosition {
             commit_lsn: lsn(100),
             command_id: 3,
             seqval: lsn(7),
             operation: 2,
         };
-        assert!(!lost_before(&midway, lsn(100)));
+        assert!(!lost_before(&midway, lsn(100), start));
         assert!(
-            lost_before(&midway, lsn(101)),
+            lost_before(&midway, lsn(101), start),
             "the rest of LSN 100 was removed"
         );
     }

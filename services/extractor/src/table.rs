@@ -11,12 +11,15 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use cdc_model::proto::{TableId, Value};
+use cdc_model::proto::{KeyValues, TableId, Value};
 use cdc_model::{Lsn, SourcePosition};
 
 use crate::discovery::{CaptureInstance, CapturedTable};
 use crate::proto::{Phase, SnapshotProgress, TableCheckpoint};
 use crate::registry::SnapshotRequest;
+
+/// A row read for a snapshot: its key and its values (None: the key is not in the table).
+pub type WindowRow = (Vec<Value>, Option<Vec<Value>>);
 
 /// A chunk read, waiting for its watermark to be streamed past.
 #[derive(Debug)]
@@ -25,14 +28,18 @@ pub struct Window {
     pub token: uuid::Uuid,
     /// The watermark's commit LSN, once the capture job has read it.
     pub high: Option<Lsn>,
-    /// Rows by encoded key, in key order; `None` once the stream has met the key.
-    pub rows: Vec<Option<(Vec<Value>, Vec<Value>)>>,
+    /// Rows by encoded key, in key order, as `(key, values)`; values `None` for a key asked
+    /// for that the table does not hold (published as a delete); `None` once the stream has
+    /// met the key.
+    pub rows: Vec<Option<WindowRow>>,
     /// Encoded key → index in `rows`.
     pub index: HashMap<Vec<u8>, usize>,
     /// The chunk's last key (the next chunk starts after it).
     pub last_key: Vec<Value>,
     /// Whether this chunk reached the end of the snapshot's range.
     pub last: bool,
+    /// For a snapshot of chosen keys: how many of the remaining keys this chunk asked for.
+    pub keys_taken: usize,
 }
 
 /// A running snapshot of a table (or of a key range).
@@ -48,6 +55,8 @@ pub struct Snapshot {
     pub exhausted: bool,
     /// Whether the row count has been taken.
     pub counted: bool,
+    /// For a snapshot of chosen keys: how many of `progress.keys` are read into windows.
+    pub keys_read: usize,
 }
 
 impl Snapshot {
@@ -60,7 +69,22 @@ impl Snapshot {
             windows: VecDeque::new(),
             read_key,
             exhausted: false,
+            keys_read: 0,
         }
+    }
+
+    /// A snapshot of chosen keys (a repair).
+    pub fn of_keys(keys: Vec<KeyValues>) -> Snapshot {
+        Snapshot::resume(SnapshotProgress {
+            rows_estimated: keys.len() as u64,
+            keys,
+            ..SnapshotProgress::default()
+        })
+    }
+
+    /// Whether this snapshot reads chosen keys rather than a key range.
+    pub fn is_of_keys(&self) -> bool {
+        !self.progress.keys.is_empty()
     }
 
     /// A new snapshot over the range of `request`.
@@ -70,10 +94,11 @@ impl Snapshot {
             up_to_key: request.up_to_key.clone().unwrap_or_default(),
             rows_done: 0,
             rows_estimated: 0,
+            keys: Vec::new(),
         })
     }
 
-    /// Rows held in windows.
+    /// Rows (and absent keys) held in windows.
     pub fn pending_rows(&self) -> usize {
         self.windows.iter().map(|w| w.rows.len()).sum()
     }
@@ -94,6 +119,7 @@ impl Snapshot {
         self.read_key =
             (!self.progress.last_key.is_empty()).then(|| self.progress.last_key.clone());
         self.exhausted = false;
+        self.keys_read = 0;
     }
 }
 
@@ -127,6 +153,10 @@ pub struct TableState {
     pub caught_up: bool,
     /// Snapshots of the table finished by this work unit since it started.
     pub snapshots_completed: u64,
+    /// Keys to read again once the running snapshot is done (repair commands).
+    pub repair_keys: Vec<KeyValues>,
+    /// The next offset of the control topic to read for this table.
+    pub control_offset: i64,
 }
 
 impl TableState {
@@ -168,6 +198,8 @@ impl TableState {
             resume_after: Some(self.resume_after.to_proto()),
             snapshot: self.snapshot.as_ref().map(|s| s.progress.clone()),
             written_at_ms,
+            repair_keys: self.repair_keys.clone(),
+            control_offset: self.control_offset,
         }
     }
 }

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::checkpoint;
 use crate::config::{ExtractorConfig, OnRetentionGap, SnapshotMode};
+use crate::control::ControlReader;
 use crate::discovery::{self, CaptureInstance, CapturedTable, Selection, table_name};
 use crate::metrics as m;
 use crate::proto::TableStatus;
@@ -115,6 +116,23 @@ struct Unit {
     tables: Vec<TableState>,
     sink: Sink,
     discovered_at: Instant,
+    control: Arc<ControlReader>,
+    /// The control topic's end when last looked at: where a new table starts reading it.
+    control_end: i64,
+    control_checked: Instant,
+}
+
+/// How often the control topic is looked at.
+const CONTROL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Runs a blocking call that fails with a message off the async threads.
+async fn blocking_with_message<T: Send + 'static>(
+    call: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(call)
+        .await
+        .map_err(|e| anyhow!("a Kafka call panicked: {e}"))?
+        .map_err(|e| anyhow!(e))
 }
 
 fn now_ms() -> i64 {
@@ -195,6 +213,12 @@ impl Unit {
             events: 0,
             headers: OwnedHeaders::new(),
         };
+        let control = Arc::new(
+            ControlReader::new(&shared.client_config, &shared.topics.control())
+                .map_err(|e| anyhow!(e))?,
+        );
+        let reader = Arc::clone(&control);
+        let control_end = blocking_with_message(move || reader.end()).await?;
         let mut unit = Unit {
             shared,
             partition,
@@ -202,6 +226,9 @@ impl Unit {
             tables: Vec::new(),
             sink,
             discovered_at: Instant::now(),
+            control,
+            control_end,
+            control_checked: Instant::now(),
         };
         for (table, key) in captured.into_iter().zip(keys) {
             let state = unit.new_table(table, key.clone(), stored.get(&key)).await?;
@@ -242,6 +269,8 @@ impl Unit {
             last_commit_micros: None,
             caught_up: false,
             snapshots_completed: 0,
+            repair_keys: Vec::new(),
+            control_offset: self.control_end,
         };
         match stored {
             Some(checkpoint) => {
@@ -254,6 +283,8 @@ impl Unit {
                 state.stored = state.resume_after;
                 state.instance = checkpoint.capture_instance.clone();
                 state.snapshot = checkpoint.snapshot.clone().map(Snapshot::resume);
+                state.repair_keys.clone_from(&checkpoint.repair_keys);
+                state.control_offset = checkpoint.control_offset;
                 tracing::info!(table = %name, position = %state.resume_after, instance = %state.instance, snapshot = state.snapshot.is_some(), "resuming table");
             }
             None => {
@@ -326,11 +357,19 @@ impl Unit {
         if instances_changed {
             self.rediscover().await?;
         }
+        self.read_control().await?;
         let mut busy = false;
         for index in 0..self.tables.len() {
             let name = self.tables[index].name.clone();
             if let Some(request) = self.shared.registry.take_request(&name) {
                 self.start_snapshot(index, &request).await?;
+            }
+            let table = &mut self.tables[index];
+            if table.snapshot.is_none() && table.failed.is_none() && !table.repair_keys.is_empty() {
+                let keys = std::mem::take(&mut table.repair_keys);
+                tracing::info!(table = %table.name, keys = keys.len(), "reading chosen rows again (repair)");
+                table.snapshot = Some(Snapshot::of_keys(keys));
+                table.dirty = true;
             }
             if self.tables[index].failed.is_some() {
                 continue;
@@ -374,6 +413,62 @@ impl Unit {
         Ok(busy)
     }
 
+    /// Takes the commands of the control topic that this unit's tables have not seen yet:
+    /// their keys wait in the tables' checkpoints until a snapshot of them starts.
+    async fn read_control(&mut self) -> anyhow::Result<()> {
+        if self.control_checked.elapsed() < CONTROL_INTERVAL {
+            return Ok(());
+        }
+        self.control_checked = Instant::now();
+        let reader = Arc::clone(&self.control);
+        let end = blocking_with_message(move || reader.end()).await?;
+        self.control_end = end;
+        let Some(from) = self.tables.iter().map(|t| t.control_offset).min() else {
+            return Ok(());
+        };
+        if from >= end {
+            return Ok(());
+        }
+        let reader = Arc::clone(&self.control);
+        let commands = blocking_with_message(move || reader.read(from, end)).await?;
+        for (offset, command) in commands {
+            let Some(cdc_model::proto::control_command::Command::ResnapshotKeys(request)) =
+                command.command
+            else {
+                continue;
+            };
+            let Some(wanted) = request.table.as_ref() else {
+                tracing::warn!(command_id = %command.command_id, offset, "a re-snapshot command without a table is skipped");
+                continue;
+            };
+            for table in &mut self.tables {
+                if table.control_offset > offset || !same_table(table.id(), wanted) {
+                    continue;
+                }
+                let key_columns = table.current().map_or(0, |i| i.key_indexes.len());
+                let (good, bad): (Vec<_>, Vec<_>) = request.keys.iter().cloned().partition(|k| {
+                    k.values.len() == key_columns
+                        && k.values
+                            .iter()
+                            .all(|v| v.kind.is_some() && !cdc_model::value::is_null(v))
+                });
+                if !bad.is_empty() {
+                    tracing::warn!(table = %table.name, command_id = %command.command_id, skipped = bad.len(), key_columns, "keys of the wrong width or with NULLs are skipped");
+                }
+                tracing::info!(table = %table.name, command_id = %command.command_id, requested_by = %command.requested_by, keys = good.len(), "re-snapshot of chosen keys requested");
+                table.repair_keys.extend(good);
+                table.dirty = true;
+            }
+        }
+        for table in &mut self.tables {
+            if table.control_offset < end {
+                table.control_offset = end;
+                table.dirty = true;
+            }
+        }
+        Ok(())
+    }
+
     /// Reads one table: its new changes, then its snapshot. Returns whether it has more to
     /// read right away.
     async fn step(&mut self, index: usize, to: Lsn) -> anyhow::Result<bool> {
@@ -414,7 +509,7 @@ impl Unit {
             metrics::histogram!(m::POLL_DURATION).record(started.elapsed().as_secs_f64());
             // A gap is only certain once the read is done: cleanup may have run meanwhile.
             let min = source::min_lsn(&mut db.client, &current.name).await?;
-            if source::lost_before(&table.resume_after, min) {
+            if source::lost_before(&table.resume_after, min, current.start_lsn) {
                 return self.retention_gap(index, min).await;
             }
             let full = rows.len() >= config.stream.page_rows;
@@ -607,6 +702,14 @@ impl Unit {
         let names: Vec<String> = self.tables.iter().map(|t| t.name.clone()).collect();
         self.shared.registry.withdraw(&names);
     }
+}
+
+/// Whether two table ids name the same table (names compare without regard to case, as SQL
+/// Server's default collation compares them).
+fn same_table(a: &TableId, b: &TableId) -> bool {
+    a.database.eq_ignore_ascii_case(&b.database)
+        && a.schema.eq_ignore_ascii_case(&b.schema)
+        && a.table.eq_ignore_ascii_case(&b.table)
 }
 
 fn fail(table: &mut TableState, reason: String) {
@@ -819,6 +922,18 @@ async fn advance_snapshot(
         let position = SourcePosition::snapshot(high);
         for (key, values) in window.rows.into_iter().flatten() {
             let key_bytes = cdc_model::key::encode(&table.captured.id, &key)?;
+            // A key asked for that the table does not hold: as of the watermark the row does
+            // not exist, so it is published as a delete (the key, NULL elsewhere).
+            let (op, before, after) = match values {
+                Some(values) => (Operation::Read, None, Some(Row { values })),
+                None => {
+                    let mut values = vec![cdc_model::value::null(); instance.schema.columns.len()];
+                    for (&index, value) in instance.key_indexes.iter().zip(&key) {
+                        values[index] = value.clone();
+                    }
+                    (Operation::Delete, Some(Row { values }), None)
+                }
+            };
             let event = ChangeEvent {
                 source: Some(Source {
                     server: sink.server.clone(),
@@ -826,10 +941,10 @@ async fn advance_snapshot(
                     capture_instance: instance.name.clone(),
                 }),
                 position: Some(position.to_proto()),
-                op: Operation::Read as i32,
+                op: op as i32,
                 key,
-                before: None,
-                after: Some(Row { values }),
+                before,
+                after,
                 schema_id: instance.schema_id.clone(),
                 commit_time_micros: 0,
             };
@@ -837,7 +952,13 @@ async fn advance_snapshot(
                 .await?;
             snapshot.progress.rows_done += 1;
         }
-        snapshot.progress.last_key = window.last_key;
+        if snapshot.is_of_keys() {
+            let taken = window.keys_taken.min(snapshot.progress.keys.len());
+            snapshot.progress.keys.drain(..taken);
+            snapshot.keys_read -= taken.min(snapshot.keys_read);
+        } else {
+            snapshot.progress.last_key = window.last_key;
+        }
         table.dirty = true;
         if window.last {
             tracing::info!(table = %table.name, rows = snapshot.progress.rows_done, "snapshot done");
@@ -862,6 +983,14 @@ async fn advance_snapshot(
         snapshot.progress.rows_estimated =
             source::count(&mut db.client, &table.captured.id).await?;
         snapshot.counted = true;
+    }
+    if snapshot.is_of_keys() {
+        let read = read_chosen_keys(db, &watermarks, table, &instance, config).await?;
+        return Ok(read
+            || table
+                .snapshot
+                .as_ref()
+                .is_some_and(|s| s.windows.front().is_some_and(|w| w.high.is_some())));
     }
     // Read ahead, within the memory bound.
     let mut read = false;
@@ -906,6 +1035,7 @@ async fn advance_snapshot(
             index: HashMap::with_capacity(rows.len()),
             last_key: Vec::new(),
             last,
+            keys_taken: 0,
         };
         for values in rows {
             let key: Vec<Value> = instance
@@ -918,13 +1048,88 @@ async fn advance_snapshot(
                 window.rows.len(),
             );
             window.last_key.clone_from(&key);
-            window.rows.push(Some((key, values)));
+            window.rows.push(Some((key, Some(values))));
         }
         snapshot.read_key = Some(window.last_key.clone());
         snapshot.windows.push_back(window);
         read = true;
     }
     Ok(read || snapshot.windows.front().is_some_and(|w| w.high.is_some()))
+}
+
+/// Reads ahead a snapshot of chosen keys: the next keys' rows in one query each chunk, then a
+/// watermark; keys not found wait in the window as deletes.
+async fn read_chosen_keys(
+    db: &mut Database,
+    watermarks: &Watermarks,
+    table: &mut TableState,
+    instance: &CaptureInstance,
+    config: &ExtractorConfig,
+) -> anyhow::Result<bool> {
+    let Some(snapshot) = table.snapshot.as_mut() else {
+        return Ok(false);
+    };
+    // SQL Server takes at most 2100 parameters in one statement.
+    let per_chunk = (2_000 / instance.key_indexes.len().max(1))
+        .min(config.snapshot.chunk_rows)
+        .max(1);
+    let mut read = false;
+    while !snapshot.exhausted
+        && snapshot.pending_rows() + per_chunk
+            <= config
+                .snapshot
+                .max_pending_rows
+                .max(config.snapshot.chunk_rows)
+    {
+        let remaining = &snapshot.progress.keys[snapshot.keys_read..];
+        let keys: Vec<Vec<Value>> = remaining
+            .iter()
+            .take(per_chunk)
+            .map(|k| k.values.clone())
+            .collect();
+        if keys.is_empty() {
+            snapshot.exhausted = true;
+            break;
+        }
+        let rows =
+            source::rows_by_keys(&mut db.client, &table.captured.id, instance, &keys).await?;
+        let token = watermarks.write(&mut db.client, &table.captured.id).await?;
+        let taken = keys.len();
+        let last = snapshot.keys_read + taken >= snapshot.progress.keys.len();
+        let mut window = Window {
+            token,
+            high: None,
+            rows: Vec::with_capacity(taken),
+            index: HashMap::with_capacity(taken),
+            last_key: Vec::new(),
+            last,
+            keys_taken: taken,
+        };
+        for values in rows {
+            let key: Vec<Value> = instance
+                .key_indexes
+                .iter()
+                .map(|&i| values[i].clone())
+                .collect();
+            window.index.insert(
+                cdc_model::key::encode(&table.captured.id, &key)?,
+                window.rows.len(),
+            );
+            window.rows.push(Some((key, Some(values))));
+        }
+        for key in keys {
+            let encoded = cdc_model::key::encode(&table.captured.id, &key)?;
+            if !window.index.contains_key(&encoded) {
+                window.index.insert(encoded, window.rows.len());
+                window.rows.push(Some((key, None)));
+            }
+        }
+        snapshot.keys_read += taken;
+        snapshot.exhausted = last;
+        snapshot.windows.push_back(window);
+        read = true;
+    }
+    Ok(read)
 }
 
 impl Sink {

@@ -335,10 +335,6 @@ pub fn start(
         // librdkafka prefetches up to 64 MiB by default; a few batches ahead is enough.
         config.set("queued.max.messages.kbytes", "16384");
     }
-    if config.get("topic.metadata.refresh.interval.ms").is_none() {
-        // New tables appear as new topics; find them within seconds, not librdkafka's 5 minutes.
-        config.set("topic.metadata.refresh.interval.ms", "5000");
-    }
     let consumer: BaseConsumer<LoaderContext> = config
         .create_with_context(context)
         .map_err(|e| anyhow::anyhow!("cannot create the Kafka consumer: {e}"))?;
