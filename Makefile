@@ -29,6 +29,7 @@ bench: deps stack-up ## run the benchmarks (simulator, loader, transformer, extr
 	$(CARGO) bench -p cdc-loader --bench loader -- --rows 1000000 --out $(CURDIR)/target/bench/loader.json
 	$(CARGO) bench -p cdc-transformer --bench transformer -- --events 2000000 --out $(CURDIR)/target/bench/transformer.json
 	$(CARGO) bench -p cdc-extractor --bench extractor -- --rows 200000 --out $(CURDIR)/target/bench/extractor.json
+	$(CARGO) bench -p cdc-reconciler --bench reconciler -- --rows 1000000 --out $(CURDIR)/target/bench/reconciler.json
 
 demo: build stack-up ## start the local stack and the four services
 	@scripts/dev/demo.sh

@@ -124,8 +124,8 @@ pub async fn load_for_command<C: ServiceConfig>(
     spec: &ServiceSpec,
     file: Option<PathBuf>,
 ) -> Result<(C, Secrets), Error> {
-    let file =
-        file.or_else(|| std::env::var_os(format!("{}_CONFIG", spec.env_prefix())).map(PathBuf::from));
+    let file = file
+        .or_else(|| std::env::var_os(format!("{}_CONFIG", spec.env_prefix())).map(PathBuf::from));
     let config: C = crate::config::load(spec, file.as_deref())?;
     let resolver = SecretResolver::connect(config.vault())?;
     let secrets = resolve_all(&resolver, &config).await?;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use cdc_model::Topics;
 use cdc_service_kit::grpc::ExtraServices;
 use cdc_service_kit::proto::State;
-use cdc_service_kit::{ServiceContext, ServiceState, Started};
+use cdc_service_kit::{ServiceContext, ServiceSpec, ServiceState, Started};
 use tokio_util::sync::CancellationToken;
 
 use crate::apply::{Applier, ApplySettings};
@@ -22,6 +22,14 @@ use cdc_service_kit::schema_registry::SchemaRegistry;
 use crate::store::{Connector, OffsetStore};
 use crate::tables::Tables;
 use crate::target::Layout;
+
+/// Identity and default ports of the loader binary.
+pub const SPEC: ServiceSpec = ServiceSpec {
+    name: "loader",
+    version: env!("CARGO_PKG_VERSION"),
+    default_grpc_port: 50053,
+    default_metrics_port: 9103,
+};
 
 /// Status component of the PostgreSQL connection.
 const POSTGRES_COMPONENT: &str = "postgres";

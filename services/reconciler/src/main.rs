@@ -1,36 +1,15 @@
-//! `cdc-reconciler`: compares SQL Server and PostgreSQL and finds the rows that differ.
-
-mod config;
+//! `cdc-reconciler`: compares SQL Server and PostgreSQL and finds the rows that differ. Runs
+//! as a service (control API, schedule), or once with `cdc-reconciler run`.
 
 use std::process::ExitCode;
 
-use cdc_service_kit::grpc::ExtraServices;
-use cdc_service_kit::{ServiceContext, ServiceSpec, Started};
-
-use crate::config::ReconcilerConfig;
-
-/// Identity and default ports of this binary.
-const SPEC: ServiceSpec = ServiceSpec {
-    name: "reconciler",
-    version: env!("CARGO_PKG_VERSION"),
-    default_grpc_port: 50054,
-    default_metrics_port: 9104,
-};
-
 fn main() -> ExitCode {
-    cdc_service_kit::runtime::main(SPEC, start)
-}
-
-/// Starts the reconciler's work. Its data path lands with its own issue; until then it serves the
-/// control plane and keeps the Kafka connection's state in status.
-async fn start(context: ServiceContext<ReconcilerConfig>) -> anyhow::Result<Started> {
-    let worker = cdc_service_kit::kafka::connectivity_worker(
-        context.config.kafka.clone(),
-        context.state.clone(),
-        context.shutdown.clone(),
-    );
-    Ok(Started {
-        services: ExtraServices::default(),
-        worker,
-    })
+    let mut args = std::env::args().skip(1).peekable();
+    if args.peek().map(String::as_str) == Some("run") {
+        return cdc_reconciler::cli::main(args.skip(1));
+    }
+    cdc_service_kit::runtime::main(
+        cdc_reconciler::service::SPEC,
+        cdc_reconciler::service::start,
+    )
 }
