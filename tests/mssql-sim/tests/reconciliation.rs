@@ -757,4 +757,21 @@ async fn expression_errors_carry_sql_servers_numbers() {
     for (sql, number) in cases {
         assert_eq!(error_number(&mut client, sql).await, Some(*number), "{sql}");
     }
+    // A column in a collation that behaves like the default is fine everywhere; the
+    // simulator refuses (rather than ignores) one that stores text differently.
+    run(
+        &mut client,
+        "CREATE TABLE dbo.c1 (a varchar(10) COLLATE Latin1_General_CI_AS NULL)",
+    )
+    .await;
+    if matches!(target, Target::Simulator(_)) {
+        assert_eq!(
+            error_number(
+                &mut client,
+                "CREATE TABLE dbo.c2 (a varchar(10) COLLATE Latin1_General_100_BIN2_UTF8 NULL)"
+            )
+            .await,
+            Some(50000)
+        );
+    }
 }

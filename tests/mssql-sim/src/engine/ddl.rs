@@ -115,6 +115,7 @@ fn add_column(table: &mut Table, definition: &ColumnDef) -> Result<usize, SqlErr
                 };
                 table.identity = Some((seed, increment));
             }
+            ColumnOption::Collation(name) => column_collation(&column, name)?,
             _ => {}
         }
     }
@@ -126,6 +127,26 @@ fn add_column(table: &mut Table, definition: &ColumnDef) -> Result<usize, SqlErr
         table.primary_key = vec![index];
     }
     Ok(index)
+}
+
+/// A column's COLLATE: columns keep the default collation, so only a collation that stores
+/// and compares text the same way (code page 1252, case-insensitive) is accepted; any other
+/// is refused rather than ignored.
+fn column_collation(column: &Column, name: &ObjectName) -> Result<(), SqlError> {
+    let shown = name.to_string();
+    let collation = super::collation::Collation::parse(&shown)?;
+    if !datatype::is_character(column.sql_type) {
+        return Err(error::not_implemented(
+            "COLLATE on a column that is not char/varchar/nchar/nvarchar",
+        ));
+    }
+    let default = super::collation::Collation::server_default();
+    if collation.code_page != default.code_page || collation.folding != default.folding {
+        return Err(error::not_implemented(&format!(
+            "columns in the collation {shown} (columns keep the default collation)"
+        )));
+    }
+    Ok(())
 }
 
 fn integer(expr: &Expr) -> Result<i64, SqlError> {

@@ -109,6 +109,9 @@ impl Function {
             args.get(i)
                 .map_or(Ok(SqlValue::Null), |plan| plan.eval(env))
         };
+        // Argument counts were checked when the call compiled; a missing one reads as NULL.
+        let null = Plan::constant(SqlValue::Null, SqlType::Int);
+        let first = args.first().unwrap_or(&null);
         match self {
             Function::IsNull => match arg(0)? {
                 SqlValue::Null => arg(1),
@@ -139,10 +142,10 @@ impl Function {
                     _ => Ok(SqlValue::Null),
                 })
             }
-            Function::DataLength => args[0].with_value(env, |value| {
+            Function::DataLength => first.with_value(env, |value| {
                 Ok(match value {
                     SqlValue::Null => SqlValue::Null,
-                    value => SqlValue::Int(data_length(value, &args[0]) as i64),
+                    value => SqlValue::Int(data_length(value, first) as i64),
                 })
             }),
             Function::Lower | Function::Upper => Ok(match arg(0)? {
@@ -156,8 +159,7 @@ impl Function {
             }),
             Function::Len => Ok(match arg(0)? {
                 SqlValue::Text(text) => {
-                    let plan = &args[0];
-                    SqlValue::Int(length_units(text.trim_end_matches(' '), plan) as i64)
+                    SqlValue::Int(length_units(text.trim_end_matches(' '), first) as i64)
                 }
                 _ => SqlValue::Null,
             }),
@@ -179,9 +181,9 @@ impl Function {
                     return Err(error::invalid_length(shown));
                 }
                 if *self == Function::Right {
-                    return Ok(right(value, length, &args[0]));
+                    return Ok(right(value, length, first));
                 }
-                Ok(substring_value(value, start, length, &args[0]))
+                Ok(substring_value(value, start, length, first))
             }
             Function::LTrim | Function::RTrim => Ok(match arg(0)? {
                 SqlValue::Text(text) if *self == Function::LTrim => {

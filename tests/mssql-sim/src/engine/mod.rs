@@ -24,7 +24,7 @@ pub mod temporal;
 pub mod txn;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use sqlparser::ast::{Expr, ObjectName, ObjectType, SetExpr, Statement, Use};
 use sqlparser::dialect::MsSqlDialect;
@@ -68,14 +68,16 @@ pub enum Outcome {
 /// The server's state shared by every connection.
 #[derive(Debug, Default)]
 pub struct Engine {
-    catalog: Mutex<Catalog>,
+    /// Queries read under a shared lock, so they run side by side (as SQL Server's readers
+    /// do); statements that change anything take it exclusively.
+    catalog: RwLock<Catalog>,
     next_session: AtomicU64,
 }
 
 impl Engine {
     /// Whether a database exists (names compare case-insensitively, as under the default collation).
     pub fn database_exists(&self, name: &str) -> bool {
-        self.catalog().database(name).is_some()
+        self.catalog_read().database(name).is_some()
     }
 
     /// One pass of the capture job over every CDC-enabled database; returns the number of
@@ -106,11 +108,17 @@ impl Engine {
         read
     }
 
-    fn catalog(&self) -> MutexGuard<'_, Catalog> {
+    fn catalog(&self) -> RwLockWriteGuard<'_, Catalog> {
         // A poisoned lock means a session panicked mid-statement; statements are atomic under
         // this lock, so the catalog is still consistent and other sessions keep working.
         self.catalog
-            .lock()
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn catalog_read(&self) -> RwLockReadGuard<'_, Catalog> {
+        self.catalog
+            .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
@@ -346,7 +354,7 @@ impl Session {
         let SetExpr::Select(select) = query.body.as_ref() else {
             return Err(error::not_implemented("this query form"));
         };
-        let catalog = self.engine.catalog();
+        let catalog = self.engine.catalog_read();
         let db = catalog
             .database(&self.database)
             .ok_or_else(|| error::database_missing(&self.database))?;
