@@ -77,8 +77,11 @@ pub fn micros_rounded(seconds: i64, nanos: u32) -> i64 {
     if sub_micro >= 500 { micros + 1 } else { micros }
 }
 
-/// The canonical encoding of a row: per column, `0x00` for NULL, or `0x01`, the text's byte
-/// length as u32 big-endian, and the UTF-8 text. Unambiguous: no two rows encode alike.
+/// The canonical encoding of a row: per column, `-` for NULL, else the text's UTF-8 byte
+/// length in decimal, `:`, and the text; columns one after the other, no separator. It is
+/// unambiguous (a field starts with `-` or a digit, and its length says where it ends), and
+/// both databases build it with plain text functions, which they do much faster than byte
+/// strings.
 pub fn canonical_row(values: &[Value], columns: &[ColumnSchema]) -> Result<Vec<u8>> {
     if values.len() != columns.len() {
         return Err(Error::InvalidValue(format!(
@@ -87,21 +90,28 @@ pub fn canonical_row(values: &[Value], columns: &[ColumnSchema]) -> Result<Vec<u
             columns.len()
         )));
     }
-    let mut encoded = Vec::with_capacity(values.len() * 16);
-    for (value, column) in values.iter().zip(columns) {
-        match canonical_text(value, column)? {
-            None => encoded.push(0x00),
+    let texts = values
+        .iter()
+        .zip(columns)
+        .map(|(value, column)| canonical_text(value, column))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(encode_texts(&texts).into_bytes())
+}
+
+/// The canonical encoding of a row given its columns' canonical texts (None for NULL).
+pub fn encode_texts(texts: &[Option<String>]) -> String {
+    let mut encoded = String::with_capacity(texts.len() * 16);
+    for text in texts {
+        match text {
+            None => encoded.push('-'),
             Some(text) => {
-                encoded.push(0x01);
-                let length = u32::try_from(text.len()).map_err(|_| {
-                    Error::InvalidValue(format!("column `{}`: value over 4 GiB", column.name))
-                })?;
-                encoded.extend_from_slice(&length.to_be_bytes());
-                encoded.extend_from_slice(text.as_bytes());
+                encoded.push_str(&text.len().to_string());
+                encoded.push(':');
+                encoded.push_str(text);
             }
         }
     }
-    Ok(encoded)
+    encoded
 }
 
 /// SHA-256 of [`canonical_row`].
@@ -415,6 +425,17 @@ mod tests {
         let null_row = canonical_row(&[crate::value::null()], &columns).unwrap();
         let empty_row = canonical_row(&[of(Kind::Text(String::new()))], &columns).unwrap();
         assert_ne!(null_row, empty_row);
+        assert_eq!(null_row, b"-");
+        assert_eq!(empty_row, b"0:");
+        // Lengths are UTF-8 bytes, and they keep neighbouring texts apart.
+        assert_eq!(
+            encode_texts(&[Some("Zoë".into()), Some("1:2".into()), None]),
+            "4:Zoë3:1:2-"
+        );
+        assert_ne!(
+            encode_texts(&[Some("ab".into()), Some("c".into())]),
+            encode_texts(&[Some("a".into()), Some("bc".into())])
+        );
         assert_ne!(
             row_hash(&[crate::value::null()], &columns).unwrap(),
             row_hash(&[of(Kind::Text(String::new()))], &columns).unwrap()

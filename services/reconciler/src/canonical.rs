@@ -3,9 +3,10 @@
 //! checksum pass.
 //!
 //! Per column, each engine renders the canonical text (see the table in
-//! [`cdc_model::canonical`]) with its own functions; the encoding of a value is `0x00` for
-//! NULL, else `0x01`, the UTF-8 byte length as 4 bytes big-endian, and the UTF-8 bytes; a
-//! row's encoding is its columns' encodings in order, and it is hashed with SHA-256. Rows are
+//! [`cdc_model::canonical`]) with its own functions; the encoding of a value is `-` for NULL,
+//! else the text's UTF-8 byte length in decimal, `:` and the text
+//! ([`cdc_model::canonical::canonical_row`]); a row's encoding is its columns' encodings in
+//! order, and its UTF-8 bytes are hashed with SHA-256. Rows are
 //! grouped into buckets by the first four bytes of the SHA-256 of their key's encoding, so a
 //! row lands in the same bucket in both databases whatever each engine's collation or key
 //! order; a bucket's checksum is its row count and the sum of the first eight bytes of each
@@ -241,26 +242,27 @@ pub fn target_text(kind: TargetKind, column: &str) -> String {
     }
 }
 
-/// SQL Server: the encoding of one value (varbinary).
+/// SQL Server: the encoding of one value (varchar; UTF-8 for text).
 fn source_encoding(kind: SourceKind, column: &str) -> String {
     let text = source_text(kind, column);
-    let utf8 = if kind.is_textual() {
-        format!(
-            "CAST(CAST(CAST({text} AS nvarchar(max)) COLLATE Latin1_General_100_BIN2_UTF8 \
-             AS varchar(max)) AS varbinary(max))"
-        )
+    let text = if kind.is_textual() {
+        // The bytes are UTF-8 once the collation says so (SQL Server 2019 and later).
+        format!("CAST(CAST({text} AS nvarchar(max)) COLLATE {UTF8_COLLATION} AS varchar(max))")
     } else {
-        // ASCII in every code page.
-        format!("CAST({text} AS varbinary(max))")
+        // ASCII, alike in every code page.
+        text
     };
-    format!("ISNULL(0x01 + CAST(CAST(DATALENGTH({utf8}) AS int) AS binary(4)) + {utf8}, 0x00)")
+    format!("ISNULL(CAST(DATALENGTH({text}) AS varchar(11)) + ':' + {text}, '-')")
 }
 
-/// PostgreSQL: the encoding of one value (bytea).
+/// PostgreSQL: the encoding of one value (text; the database's encoding is UTF-8).
 fn target_encoding(kind: TargetKind, column: &str) -> String {
-    let utf8 = format!("convert_to({}, 'UTF8')", target_text(kind, column));
-    format!("coalesce('\\x01'::bytea || int4send(length({utf8})) || {utf8}, '\\x00'::bytea)")
+    let text = target_text(kind, column);
+    format!("coalesce(octet_length({text}) || ':' || {text}, '-')")
 }
+
+/// The collation that makes SQL Server's varchar UTF-8.
+const UTF8_COLLATION: &str = "Latin1_General_100_BIN2_UTF8";
 
 /// One table's comparison, as SQL for both databases.
 #[derive(Debug, Clone)]
@@ -278,20 +280,26 @@ pub struct TableSql {
 }
 
 impl TableSql {
+    /// SQL Server: the row's encoding as UTF-8 bytes (varbinary). Starts from a
+    /// `varchar(max)` so that a long row is never cut at 8000 bytes.
     fn source_row_encoding(&self, columns: &[ColumnPair]) -> String {
-        columns
+        let fields: Vec<String> = columns
             .iter()
             .map(|c| source_encoding(c.source, &c.source_name))
-            .collect::<Vec<_>>()
-            .join(" + ")
+            .collect();
+        format!(
+            "CAST(CAST('' AS varchar(max)) COLLATE {UTF8_COLLATION} + {} AS varbinary(max))",
+            fields.join(" + ")
+        )
     }
 
+    /// PostgreSQL: the row's encoding as UTF-8 bytes (bytea).
     fn target_row_encoding(&self, columns: &[ColumnPair]) -> String {
-        columns
+        let fields: Vec<String> = columns
             .iter()
             .map(|c| target_encoding(c.target, &c.target_name))
-            .collect::<Vec<_>>()
-            .join(" || ")
+            .collect();
+        format!("convert_to({}, 'UTF8')", fields.join(" || "))
     }
 
     fn source_bucket(&self, buckets: u32) -> String {
@@ -412,19 +420,7 @@ fn list(buckets: &[u32]) -> String {
 /// The bucket of a key from its columns' canonical texts, as both databases compute it.
 pub fn bucket_of(key: &[Option<String>], buckets: u32) -> u32 {
     use sha2::{Digest, Sha256};
-    let mut encoded = Vec::new();
-    for part in key {
-        match part {
-            None => encoded.push(0),
-            Some(text) => {
-                encoded.push(1);
-                let length = u32::try_from(text.len()).unwrap_or(u32::MAX);
-                encoded.extend_from_slice(&length.to_be_bytes());
-                encoded.extend_from_slice(text.as_bytes());
-            }
-        }
-    }
-    let hash = Sha256::digest(&encoded);
+    let hash = Sha256::digest(cdc_model::canonical::encode_texts(key).as_bytes());
     let prefix = u32::from_be_bytes([hash[0], hash[1], hash[2], hash[3]]);
     prefix % buckets.max(1)
 }
@@ -454,10 +450,10 @@ mod tests {
 
     #[test]
     fn buckets_follow_the_canonical_key_encoding() {
-        // SHA-256 of 01 00000002 "42" computed independently: the bucket is its first four
-        // bytes big-endian modulo the bucket count.
+        // SHA-256 of `2:42` computed independently: the bucket is its first four bytes
+        // big-endian modulo the bucket count.
         use sha2::{Digest, Sha256};
-        let hash = Sha256::digest([1, 0, 0, 0, 2, b'4', b'2']);
+        let hash = Sha256::digest(b"2:42");
         let expected = u32::from_be_bytes([hash[0], hash[1], hash[2], hash[3]]) % 1000;
         assert_eq!(bucket_of(&[Some("42".to_owned())], 1000), expected);
         assert_eq!(bucket_of(&[Some("42".to_owned())], 1), 0);

@@ -51,6 +51,7 @@ pub async fn build(
         pool.clone(),
         Duration::from_secs(config.compare.statement_timeout_s),
     );
+    check_encoding(&pool).await?;
     let store = ReportStore::new(pool, &config.reports.state_schema);
     store.bootstrap().await.map_err(|e| {
         anyhow::anyhow!(
@@ -82,6 +83,20 @@ pub async fn build(
         repairer,
         shutdown,
     })?))
+}
+
+/// The canonical form counts text lengths in UTF-8 bytes (`octet_length`): the target
+/// database must store text as UTF-8.
+async fn check_encoding(pool: &sqlx::PgPool) -> anyhow::Result<()> {
+    let encoding: String = sqlx::query_scalar("SELECT current_setting('server_encoding')")
+        .fetch_one(pool)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot reach PostgreSQL (postgres.url): {e}"))?;
+    anyhow::ensure!(
+        encoding.eq_ignore_ascii_case("UTF8"),
+        "the target database's encoding is {encoding}; comparisons need UTF8 (CREATE DATABASE … ENCODING 'UTF8')"
+    );
+    Ok(())
 }
 
 async fn reports_producer(config: &ReconcilerConfig) -> anyhow::Result<FutureProducer> {
