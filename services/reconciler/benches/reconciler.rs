@@ -46,6 +46,9 @@ fn row(id: u64) -> (String, String) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("warn,cdc_reconciler::compare=info")
+        .try_init();
     let rows: u64 = option("--rows").map_or(Ok(1_000_000), |v| v.parse())?;
     let out = option("--out").unwrap_or_else(|| "target/bench/reconciler.json".to_owned());
     let fixture = Fixture::new().await;

@@ -302,7 +302,21 @@ impl TableSql {
         format!("convert_to({}, 'UTF8')", fields.join(" || "))
     }
 
+    /// Whether the key is one integer column: its buckets are the key modulo the bucket
+    /// count (sequential keys spread evenly, and neither database has to hash the key).
+    fn integer_key(&self) -> bool {
+        self.key_len == 1
+            && self
+                .columns
+                .first()
+                .is_some_and(|c| c.source == SourceKind::Integer)
+    }
+
     fn source_bucket(&self, buckets: u32) -> String {
+        if self.integer_key() {
+            let key = mssql_ident(&self.columns[0].source_name);
+            return format!("(CAST({key} AS bigint) % {buckets} + {buckets}) % {buckets}");
+        }
         format!(
             "CAST(SUBSTRING(HASHBYTES('SHA2_256', {}), 1, 4) AS bigint) % {buckets}",
             self.source_row_encoding(&self.columns[..self.key_len])
@@ -310,6 +324,10 @@ impl TableSql {
     }
 
     fn target_bucket(&self, buckets: u32) -> String {
+        if self.integer_key() {
+            let key = format!("r.{}", pg_ident(&self.columns[0].target_name));
+            return format!("(({key})::bigint % {buckets} + {buckets}) % {buckets}");
+        }
         format!(
             "('x00000000' || encode(substr(sha256({}), 1, 4), 'hex'))::bit(64)::bigint % {buckets}",
             self.target_row_encoding(&self.columns[..self.key_len])
@@ -328,6 +346,20 @@ impl TableSql {
         } else {
             format!(" WHERE {}", conditions.join(" AND "))
         }
+    }
+
+    /// The bucket of a key from its columns' canonical texts, as both databases compute it.
+    pub fn bucket_of(&self, key: &[Option<String>], buckets: u32) -> u32 {
+        use sha2::{Digest, Sha256};
+        let buckets = buckets.max(1);
+        if self.integer_key()
+            && let [Some(text)] = key
+            && let Ok(value) = text.parse::<i64>()
+        {
+            return u32::try_from(value.rem_euclid(i64::from(buckets))).unwrap_or(0);
+        }
+        let hash = Sha256::digest(cdc_model::canonical::encode_texts(key).as_bytes());
+        u32::from_be_bytes([hash[0], hash[1], hash[2], hash[3]]) % buckets
     }
 
     /// SQL Server: the row count.
@@ -417,14 +449,6 @@ fn list(buckets: &[u32]) -> String {
         .join(", ")
 }
 
-/// The bucket of a key from its columns' canonical texts, as both databases compute it.
-pub fn bucket_of(key: &[Option<String>], buckets: u32) -> u32 {
-    use sha2::{Digest, Sha256};
-    let hash = Sha256::digest(cdc_model::canonical::encode_texts(key).as_bytes());
-    let prefix = u32::from_be_bytes([hash[0], hash[1], hash[2], hash[3]]);
-    prefix % buckets.max(1)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -448,6 +472,21 @@ mod tests {
         assert!(!SourceKind::Text.compares_with(TargetKind::Numeric));
     }
 
+    fn table(key: SourceKind) -> TableSql {
+        TableSql {
+            source_table: "[dbo].[t]".into(),
+            target_table: "\"public\".\"t\"".into(),
+            columns: vec![ColumnPair {
+                source_name: "k".into(),
+                target_name: "k".into(),
+                source: key,
+                target: TargetKind::Text,
+            }],
+            key_len: 1,
+            target_filter: None,
+        }
+    }
+
     #[test]
     fn buckets_follow_the_canonical_key_encoding() {
         // SHA-256 of `2:42` computed independently: the bucket is its first four bytes
@@ -455,7 +494,17 @@ mod tests {
         use sha2::{Digest, Sha256};
         let hash = Sha256::digest(b"2:42");
         let expected = u32::from_be_bytes([hash[0], hash[1], hash[2], hash[3]]) % 1000;
-        assert_eq!(bucket_of(&[Some("42".to_owned())], 1000), expected);
-        assert_eq!(bucket_of(&[Some("42".to_owned())], 1), 0);
+        let text_key = table(SourceKind::Text);
+        assert_eq!(text_key.bucket_of(&[Some("42".to_owned())], 1000), expected);
+        assert_eq!(text_key.bucket_of(&[Some("42".to_owned())], 1), 0);
+        // One integer column: the key modulo the count, never negative.
+        let integer_key = table(SourceKind::Integer);
+        assert_eq!(integer_key.bucket_of(&[Some("1042".to_owned())], 1000), 42);
+        assert_eq!(integer_key.bucket_of(&[Some("-1".to_owned())], 1000), 999);
+        assert!(
+            integer_key
+                .source_bucket(1000)
+                .contains("% 1000 + 1000) % 1000")
+        );
     }
 }

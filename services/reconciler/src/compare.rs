@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::canonical::{TableSql, bucket_of};
+use crate::canonical::TableSql;
 use crate::config::CompareConfig;
 use crate::databases::{BucketSum, DbError, SourceDb, TargetDb, TextRow};
 use crate::proto::{DifferenceKind, KeyPart, RowDifference, TableResult, TableState};
@@ -63,10 +63,17 @@ impl Comparison<'_> {
         result.target_rows = target_count;
         report(result);
         let (source_sql, target_sql) = (sql.source_buckets(buckets), sql.target_buckets(buckets));
-        let (source_buckets, target_buckets) = tokio::try_join!(
-            source.buckets(&source_sql, "hashing source buckets"),
-            target.buckets(&target_sql, "hashing target buckets"),
+        let ((source_buckets, source_took), (target_buckets, target_took)) = tokio::try_join!(
+            timed(source.buckets(&source_sql, "hashing source buckets")),
+            timed(target.buckets(&target_sql, "hashing target buckets")),
         )?;
+        tracing::info!(
+            table = %result.table,
+            buckets,
+            source_seconds = source_took.as_secs_f64(),
+            target_seconds = target_took.as_secs_f64(),
+            "buckets hashed"
+        );
         let source_sums: BTreeMap<u32, BucketSum> = source_buckets.into_iter().collect();
         let target_sums: BTreeMap<u32, BucketSum> = target_buckets.into_iter().collect();
         result.source_rows = source_sums.values().map(|b| b.rows).sum();
@@ -90,7 +97,7 @@ impl Comparison<'_> {
             }
             let again: BTreeSet<u32> = differences
                 .iter()
-                .map(|d| bucket_of(&d.key, buckets))
+                .map(|d| sql.bucket_of(&d.key, buckets))
                 .collect();
             let (second, _) = self
                 .drill(
@@ -194,6 +201,15 @@ impl Comparison<'_> {
             })
             .collect();
     }
+}
+
+/// Runs `future` and measures how long it took.
+async fn timed<T, E>(
+    future: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<(T, Duration), E> {
+    let started = Instant::now();
+    let value = future.await?;
+    Ok((value, started.elapsed()))
 }
 
 fn set_state(result: &mut TableResult, state: TableState, report: &(dyn Fn(&TableResult) + Sync)) {
