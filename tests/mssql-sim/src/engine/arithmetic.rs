@@ -125,8 +125,6 @@ pub fn apply(
     op: Arithmetic,
     a: SqlValue,
     b: SqlValue,
-    _left: SqlType,
-    _right: SqlType,
     result: SqlType,
 ) -> Result<SqlValue, SqlError> {
     if a == SqlValue::Null || b == SqlValue::Null {

@@ -753,7 +753,12 @@ impl Plan {
             depth += 1;
             input = &c.input;
         }
-        let mut value = input.eval(env)?;
+        // A column or constant at the bottom (the usual case) is read here, not through a call.
+        let mut value = match &input.node {
+            Node::Column(i) => env.row.get(*i).cloned().unwrap_or(SqlValue::Null),
+            Node::Constant(value) => value.clone(),
+            _ => input.eval(env)?,
+        };
         for owner in chain[..depth].iter().rev().flatten() {
             if let Node::Cast(c) = &owner.node {
                 value = owner.convert(c, value)?;
@@ -847,7 +852,7 @@ impl Plan {
             }
             Node::Arithmetic { op, left, right } => {
                 let (a, b) = (left.eval(env)?, right.eval(env)?);
-                super::arithmetic::apply(*op, a, b, left.sql_type, right.sql_type, self.sql_type)?
+                super::arithmetic::apply(*op, a, b, self.sql_type)?
             }
             Node::In {
                 needle,
@@ -1385,14 +1390,14 @@ impl<'a> Compiler<'a> {
             } else {
                 part
             };
+            // Keep `a + b + c` one node, built in one buffer, when the inner concatenation
+            // cannot have been cut to its own length (a large value type, or shorter than
+            // the 8,000-byte cap) or the outer one is cut the same way.
+            let uncut = datatype::is_max(part.sql_type)
+                || !datatype::is_max(result)
+                || datatype::char_length(part.sql_type).is_some_and(|l| l < 4000);
             match part.node {
-                // Keep `a + b + c` one node, so the result is built in one buffer.
-                Node::Concat(inner)
-                    if part.sql_type == result
-                        || datatype::is_max(part.sql_type) == datatype::is_max(result) =>
-                {
-                    parts.extend(inner)
-                }
+                Node::Concat(inner) if uncut => parts.extend(inner),
                 _ => parts.push(part),
             }
         }

@@ -165,11 +165,22 @@ impl Function {
             }),
             Function::Substring | Function::Left | Function::Right => {
                 let value = arg(0)?;
-                let (start, length) = match self {
-                    Function::Substring => (arg(1)?, arg(2)?),
-                    _ => (SqlValue::Int(1), arg(1)?),
+                let integer = |i: usize| -> Result<Option<i64>, SqlError> {
+                    match args.get(i) {
+                        Some(plan) => plan.with_value(env, |v| {
+                            Ok(match v {
+                                SqlValue::Int(n) => Some(*n),
+                                _ => None,
+                            })
+                        }),
+                        None => Ok(None),
+                    }
                 };
-                let (SqlValue::Int(start), SqlValue::Int(length)) = (start, length) else {
+                let (start, length) = match self {
+                    Function::Substring => (integer(1)?, integer(2)?),
+                    _ => (Some(1), integer(1)?),
+                };
+                let (Some(start), Some(length)) = (start, length) else {
                     return Ok(SqlValue::Null);
                 };
                 if length < 0 {

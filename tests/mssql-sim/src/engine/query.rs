@@ -540,6 +540,10 @@ fn aggregate<'a>(
 ) -> Result<Vec<Group>, SqlError> {
     let foldings: Vec<Folding> = key_plans.iter().map(folding_of).collect();
     let mut index = KeyMap::default();
+    // One integer key (a bucket number) is looked up as the integer itself.
+    let integer_key = key_plans.len() == 1 && datatype::is_integer(key_plans[0].sql_type);
+    let mut integer_index: HashMap<Option<i64>, usize, std::hash::BuildHasherDefault<KeyHasher>> =
+        HashMap::default();
     let mut keys: Vec<Vec<SqlValue>> = Vec::new();
     let mut states: Vec<Vec<Accumulator>> = Vec::new();
     if key_plans.is_empty() {
@@ -569,17 +573,33 @@ fn aggregate<'a>(
             for plan in key_plans {
                 values.push(plan.eval(&env)?);
             }
-            buffer.clear();
-            for (value, folding) in values.iter().zip(&foldings) {
-                group_key(value, *folding, &mut buffer);
-            }
-            match index.get(buffer.as_slice()) {
-                Some(group) => *group,
-                None => {
-                    index.insert(buffer.clone(), keys.len());
-                    keys.push(values.clone());
-                    states.push(calls.iter().map(Accumulator::new).collect());
-                    keys.len() - 1
+            if integer_key {
+                let key = match values.first() {
+                    Some(SqlValue::Int(i)) => Some(*i),
+                    _ => None,
+                };
+                match integer_index.get(&key) {
+                    Some(group) => *group,
+                    None => {
+                        integer_index.insert(key, keys.len());
+                        keys.push(values.clone());
+                        states.push(calls.iter().map(Accumulator::new).collect());
+                        keys.len() - 1
+                    }
+                }
+            } else {
+                buffer.clear();
+                for (value, folding) in values.iter().zip(&foldings) {
+                    group_key(value, *folding, &mut buffer);
+                }
+                match index.get(buffer.as_slice()) {
+                    Some(group) => *group,
+                    None => {
+                        index.insert(buffer.clone(), keys.len());
+                        keys.push(values.clone());
+                        states.push(calls.iter().map(Accumulator::new).collect());
+                        keys.len() - 1
+                    }
                 }
             }
         };
