@@ -67,13 +67,11 @@ pub async fn capture_instances(
 }
 
 /// Whether changes after `resume` may have been removed, given the instance's minimum LSN
-/// `min` (cleanup removed everything below it) and its start LSN `start` (it never held
-/// anything below that: while `min` is still `start`, cleanup has removed nothing). LSNs are
-/// not dense, so this cannot tell a removed change from an LSN nobody used: it errs on the
-/// side of reporting, because lost history must never pass silently. `min` zero means SQL
-/// Server does not know the instance.
-pub fn lost_before(resume: &SourcePosition, min: Lsn, start: Lsn) -> bool {
-    if min == Lsn::ZERO || min <= start {
+/// `min` (cleanup removed everything below it). LSNs are not dense, so this cannot tell a
+/// removed change from an LSN nobody used: it errs on the side of reporting, because lost
+/// history must never pass silently. `min` zero means SQL Server does not know the instance.
+pub fn lost_before(resume: &SourcePosition, min: Lsn) -> bool {
+    if min == Lsn::ZERO {
         return false;
     }
     if is_end_of_lsn(resume) {
@@ -596,32 +594,25 @@ mod tests {
     #[test]
     fn history_is_lost_only_past_the_next_lsn_to_read() {
         let done = end_of(lsn(100));
-        let start = lsn(10);
+        assert!(!lost_before(&done, lsn(100)), "cleanup below what was read");
         assert!(
-            !lost_before(&done, lsn(100), start),
-            "cleanup below what was read"
-        );
-        assert!(
-            !lost_before(&done, lsn(101), start),
+            !lost_before(&done, lsn(101)),
             "the next LSN is the first one kept"
         );
         assert!(
-            lost_before(&done, lsn(102), start),
+            lost_before(&done, lsn(102)),
             "LSN 101 may have held changes"
         );
-        assert!(!lost_before(&done, Lsn::ZERO, start), "an unknown instance");
-        // A table first seen before its capture job ran: nothing below the instance's start
-        // ever existed in it, however far below it the position is.
-        assert!(!lost_before(&end_of(Lsn::ZERO), lsn(102), lsn(102)));
+        assert!(!lost_before(&done, Lsn::ZERO), "an unknown instance");
         let midway = SourcePosition {
             commit_lsn: lsn(100),
             command_id: 3,
             seqval: lsn(7),
             operation: 2,
         };
-        assert!(!lost_before(&midway, lsn(100), start));
+        assert!(!lost_before(&midway, lsn(100)));
         assert!(
-            lost_before(&midway, lsn(101), start),
+            lost_before(&midway, lsn(101)),
             "the rest of LSN 100 was removed"
         );
     }

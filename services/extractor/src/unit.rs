@@ -294,7 +294,14 @@ impl Unit {
                     .get_mut(database)
                     .ok_or_else(|| anyhow!("no connection to {database}"))?;
                 let max = source::max_lsn(&mut db.client).await?.unwrap_or(Lsn::ZERO);
-                state.resume_after = end_of(max);
+                // Before the capture job first runs the database has no maximum LSN; the
+                // instance holds nothing below its start LSN either way, so the stream starts
+                // there at the earliest (the snapshot covers what came before).
+                let floor = state
+                    .current()
+                    .and_then(|instance| instance.start_lsn.decrement())
+                    .unwrap_or(Lsn::ZERO);
+                state.resume_after = end_of(max.max(floor));
                 state.dirty = true;
                 if self.shared.config.snapshot.mode == SnapshotMode::Initial {
                     state.snapshot = Some(Snapshot::start(&SnapshotRequest {
@@ -509,7 +516,7 @@ impl Unit {
             metrics::histogram!(m::POLL_DURATION).record(started.elapsed().as_secs_f64());
             // A gap is only certain once the read is done: cleanup may have run meanwhile.
             let min = source::min_lsn(&mut db.client, &current.name).await?;
-            if source::lost_before(&table.resume_after, min, current.start_lsn) {
+            if source::lost_before(&table.resume_after, min) {
                 return self.retention_gap(index, min).await;
             }
             let full = rows.len() >= config.stream.page_rows;

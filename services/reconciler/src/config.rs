@@ -68,7 +68,8 @@ pub struct CompareConfig {
     /// normal end-to-end lag.
     #[serde(default = "default_settle_ms")]
     pub settle_ms: u64,
-    /// Differing rows listed per table (all are counted).
+    /// Differing rows listed per table; drilling down stops once more are found, and the
+    /// result says it is truncated (counts then cover the buckets read).
     #[serde(default = "default_max_reported_keys")]
     pub max_reported_keys: u64,
     /// Buckets whose rows are read in one query while drilling down.

@@ -231,3 +231,81 @@ async fn composite_text_keys_are_bucketed_alike_in_both_databases_and_by_the_rec
     );
     assert_eq!(table.settled, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_transformers_rules_decide_what_is_compared() {
+    let fixture = Fixture::new().await;
+    fixture.every_type_table("every_type").await;
+    fixture.insert_both("every_type", 1..=20, &[]).await;
+    // Downstream, c_varchar is called c_text, c_nvarchar is masked, and the table is routed.
+    fixture
+        .pg("ALTER TABLE public.every_type RENAME COLUMN c_varchar TO c_text")
+        .await;
+    fixture
+        .pg("ALTER TABLE public.every_type RENAME TO customers")
+        .await;
+    fixture
+        .pg("UPDATE public.customers SET c_nvarchar = 'REDACTED'")
+        .await;
+    fixture.every_type_table("filtered").await;
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("transformer.toml");
+    std::fs::write(
+        &rules,
+        r#"
+[kafka]
+bootstrap_servers = "ignored by the reconciler"
+
+[[rules]]
+tables = "shop.dbo.every_type"
+rename_column = { from = "c_varchar", to = "c_text" }
+
+[[rules]]
+name = "hide-names"
+tables = "shop.dbo.every_type"
+mask = { column = "c_nvarchar", method = "redact" }
+
+[[rules]]
+tables = "shop.dbo.every_type"
+route = { table = "customers" }
+
+[[rules]]
+name = "no-drafts"
+tables = "shop.dbo.filtered"
+filter = "c_int <> 0"
+"#,
+    )
+    .unwrap();
+    let reconciler = fixture
+        .reconciler(&format!(
+            "[compare]\nsettle_ms = 0\ntransformer_config = \"{}\"\n",
+            rules.display()
+        ))
+        .await;
+
+    let run = run(&reconciler, &["shop.dbo.*"]).await;
+
+    let routed = run
+        .tables
+        .iter()
+        .find(|t| t.table == "shop.dbo.every_type")
+        .unwrap();
+    assert_eq!(routed.target_table, "public.customers");
+    assert_eq!(routed.state, TableState::Match as i32, "{routed:#?}");
+    assert_eq!(
+        routed.excluded_columns,
+        vec!["c_nvarchar: masked by hide-names".to_owned()]
+    );
+    let filtered = run
+        .tables
+        .iter()
+        .find(|t| t.table == "shop.dbo.filtered")
+        .unwrap();
+    assert_eq!(filtered.state, TableState::NotComparable as i32);
+    assert!(filtered.detail.contains("no-drafts"), "{}", filtered.detail);
+    assert_eq!(
+        run.state,
+        RunState::Mismatch as i32,
+        "a table not compared is not clean"
+    );
+}

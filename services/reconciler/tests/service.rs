@@ -143,6 +143,57 @@ async fn runs_start_stream_and_are_kept_stored_and_published() {
     assert_eq!(report["state"], "mismatch");
     assert_eq!(report["tables"][0]["changed"], 1);
     assert_eq!(report["tables"][0]["differences"][0]["key"]["id"], "17");
+
+    let scraped = cdc_test_harness::service_contract::scrape(metrics);
+    for expected in [
+        "cdc_reconciler_rows_compared_total{table=\"shop.dbo.every_type\"} 40",
+        "cdc_reconciler_runs_total{state=\"mismatch\"} 1",
+    ] {
+        assert!(scraped.contains(expected), "no `{expected}` in:\n{scraped}");
+    }
+    assert!(
+        scraped
+            .lines()
+            .any(|l| l.starts_with("cdc_reconciler_mismatched_rows{")
+                && l.contains("kind=\"changed\"")
+                && l.ends_with(" 1")),
+        "{scraped}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_runs_start_by_themselves() {
+    let fixture = Fixture::new().await;
+    fixture.every_type_table("every_type").await;
+    fixture.insert_both("every_type", 1..=5, &[]).await;
+    let (grpc, metrics) = (free_local_addr(), free_local_addr());
+    let config = fixture.config_at(
+        grpc,
+        metrics,
+        "[compare]\nsettle_ms = 0\n\n[schedule]\ncron = \"*/2 * * * * *\"\n",
+    );
+    let env = env(&fixture);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut process =
+        ServiceProcess::spawn(std::path::Path::new(BINARY), &config, &env, grpc, metrics);
+    process.wait_until_listening(Duration::from_secs(30));
+    cdc_test_harness::process::eventually(
+        "a clean scheduled run",
+        &process,
+        Duration::from_secs(30),
+        || async {
+            let listed = call(
+                &fixture.stack,
+                grpc,
+                Some(CONTROL_TOKEN),
+                "cdc.reconciler.v1.Reconciler/ListRuns",
+                "{}",
+            );
+            listed.stdout.contains("\"trigger\": \"schedule\"")
+                && listed.stdout.contains("RUN_STATE_CLEAN")
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -340,33 +340,9 @@ impl Fixture {
         ids: std::ops::RangeInclusive<i64>,
         null_ids: &[i64],
     ) {
-        let names: Vec<&str> = COLUMNS.iter().map(|c| c.name).collect();
-        let rows: Vec<String> = ids
-            .map(|id| {
-                let values: Vec<&str> = COLUMNS
-                    .iter()
-                    .map(|c| {
-                        if null_ids.contains(&id) {
-                            "NULL"
-                        } else {
-                            c.sqlserver_value
-                        }
-                    })
-                    .collect();
-                format!("({id}, {})", values.join(", "))
-            })
-            .collect();
         let mut client = self.sql().await;
-        for chunk in rows.chunks(500) {
-            self.sql_on(
-                &mut client,
-                &format!(
-                    "INSERT INTO dbo.{name} (id, {}) VALUES {}",
-                    names.join(", "),
-                    chunk.join(", ")
-                ),
-            )
-            .await;
+        for statement in inserts(&format!("dbo.{name}"), ids, null_ids, |c| c.sqlserver_value) {
+            self.sql_on(&mut client, &statement).await;
         }
     }
 
@@ -377,29 +353,10 @@ impl Fixture {
         ids: std::ops::RangeInclusive<i64>,
         null_ids: &[i64],
     ) {
-        let names: Vec<&str> = COLUMNS.iter().map(|c| c.name).collect();
-        let rows: Vec<String> = ids
-            .map(|id| {
-                let values: Vec<&str> = COLUMNS
-                    .iter()
-                    .map(|c| {
-                        if null_ids.contains(&id) {
-                            "NULL"
-                        } else {
-                            c.postgres_value
-                        }
-                    })
-                    .collect();
-                format!("({id}, {})", values.join(", "))
-            })
-            .collect();
-        for chunk in rows.chunks(500) {
-            self.pg(&format!(
-                "INSERT INTO public.{name} (id, {}) VALUES {}",
-                names.join(", "),
-                chunk.join(", ")
-            ))
-            .await;
+        for statement in inserts(&format!("public.{name}"), ids, null_ids, |c| {
+            c.postgres_value
+        }) {
+            self.pg(&statement).await;
         }
     }
 
@@ -481,6 +438,41 @@ password = "env:CDC_TEST_PG_PASSWORD"
             .await
             .unwrap_or_else(|e| panic!("cannot build the reconciler: {e:#}"))
     }
+}
+
+/// INSERT statements of 500 rows each for rows `ids` of the every-type table `table`, values
+/// in one dialect (`value` picks it); rows `null_ids` are NULL but for the key.
+fn inserts(
+    table: &str,
+    ids: std::ops::RangeInclusive<i64>,
+    null_ids: &[i64],
+    value: fn(&TypedColumn) -> &'static str,
+) -> Vec<String> {
+    let names: Vec<&str> = COLUMNS.iter().map(|c| c.name).collect();
+    let rows: Vec<String> = ids
+        .map(|id| {
+            let values: Vec<&str> = COLUMNS
+                .iter()
+                .map(|c| {
+                    if null_ids.contains(&id) {
+                        "NULL"
+                    } else {
+                        value(c)
+                    }
+                })
+                .collect();
+            format!("({id}, {})", values.join(", "))
+        })
+        .collect();
+    rows.chunks(500)
+        .map(|chunk| {
+            format!(
+                "INSERT INTO {table} (id, {}) VALUES {}",
+                names.join(", "),
+                chunk.join(", ")
+            )
+        })
+        .collect()
 }
 
 /// Runs the reconciler once over `tables`.
