@@ -38,12 +38,14 @@ impl ClientContext for GroupContext {}
 impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(list) = rebalance {
+            metrics::counter!(m::REBALANCES, "kind" => "revoke").increment(1);
             let _ = self.changes.send(Change::Revoked(self.partitions(list)));
         }
     }
 
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(list) = rebalance {
+            metrics::counter!(m::REBALANCES, "kind" => "assign").increment(1);
             let _ = self.changes.send(Change::Assigned(self.partitions(list)));
         }
     }

@@ -22,6 +22,9 @@ pub const ERRORS: &str = "cdc_extractor_errors_total";
 pub const TRANSACTIONS: &str = "cdc_extractor_transactions_total";
 /// Work units (partitions of the work topic) served by this instance.
 pub const WORK_UNITS: &str = "cdc_extractor_work_units";
+/// Rebalances of the work topic's consumer group seen by this instance, by kind (`assign`,
+/// `revoke`).
+pub const REBALANCES: &str = "cdc_extractor_rebalances_total";
 
 /// Describes every extractor metric.
 pub fn describe() {
@@ -58,4 +61,8 @@ pub fn describe() {
     metrics::describe_counter!(ERRORS, "Errors, by kind.");
     metrics::describe_counter!(TRANSACTIONS, "Kafka transactions committed.");
     metrics::describe_gauge!(WORK_UNITS, "Work units served by this instance.");
+    metrics::describe_counter!(
+        REBALANCES,
+        "Rebalances of the work topic's consumer group, by kind (assign, revoke)."
+    );
 }

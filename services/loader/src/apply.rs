@@ -15,6 +15,7 @@ use cdc_model::proto::{Operation, TableSchema};
 use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Row};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::config::{DeleteMode, RetryConfig};
 use crate::dead_letters::{DeadLetter, DeadLetterSink};
@@ -142,8 +143,19 @@ impl Applier {
 
     /// Applies a prepared batch, retrying transient failures with back-off until it commits or
     /// the service stops (then the batch is left for the next owner: nothing was committed).
-    #[tracing::instrument(name = "apply_batch", skip_all, fields(records = batch.records, tables = batch.prepared.groups.len()))]
     pub async fn apply(&mut self, batch: PreparedBatch) -> bool {
+        let span = tracing::info_span!(
+            "loader.batch",
+            records = batch.records,
+            tables = batch.prepared.groups.len()
+        );
+        // The batch's span continues the trace of its first traced record (extractor, then
+        // transformer), so one trace follows a batch through the pipeline.
+        cdc_service_kit::trace_context::adopt_parent(&span, batch.trace_parent.as_ref());
+        self.apply_in_span(batch).instrument(span).await
+    }
+
+    async fn apply_in_span(&mut self, batch: PreparedBatch) -> bool {
         let started = Instant::now();
         let mut backoff = Duration::from_millis(self.settings.retry.initial_backoff_ms);
         let mut sent_letters: HashSet<Provenance> = HashSet::new();

@@ -20,6 +20,8 @@ pub const TABLE_PAUSED: &str = "cdc_loader_table_paused";
 pub const RETRIES: &str = "cdc_loader_retries_total";
 /// DDL statements run to create or evolve target tables, by table.
 pub const SCHEMA_CHANGES: &str = "cdc_loader_schema_changes_total";
+/// Rebalances of the consumer group seen by this instance, by kind (`assign`, `revoke`).
+pub const REBALANCES: &str = "cdc_loader_rebalances_total";
 
 /// Describes every loader metric.
 pub fn describe() {
@@ -58,6 +60,10 @@ pub fn describe() {
     metrics::describe_counter!(
         SCHEMA_CHANGES,
         "DDL statements run to create or evolve target tables."
+    );
+    metrics::describe_counter!(
+        REBALANCES,
+        "Rebalances of the consumer group, by kind (assign, revoke)."
     );
 }
 

@@ -70,6 +70,8 @@ pub struct PreparedBatch {
     pub partitions: BTreeMap<PartitionId, PartitionSpan>,
     /// How many records it holds.
     pub records: usize,
+    /// The trace its span continues (that of its first traced record).
+    pub trace_parent: Option<cdc_service_kit::trace_context::Context>,
 }
 
 /// Turns batches into prepared batches.
@@ -113,6 +115,7 @@ impl Preparer {
                         prepared,
                         partitions: batch.partitions,
                         records,
+                        trace_parent: batch.trace_parent,
                     });
                 }
                 Err((records, error)) => {

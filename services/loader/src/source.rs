@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::time::{Duration, Instant};
 
+use cdc_service_kit::trace_context;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaResult;
 use rdkafka::types::RDKafkaRespErr;
@@ -40,6 +41,8 @@ pub struct Batch {
     pub records: Vec<Record>,
     /// Per partition, the span the records cover.
     pub partitions: BTreeMap<PartitionId, PartitionSpan>,
+    /// The trace context of its first traced record: the batch's span continues that trace.
+    pub trace_parent: Option<trace_context::Context>,
     bytes: usize,
 }
 
@@ -62,7 +65,12 @@ impl Batch {
     /// Splits the batch into `parts` batches by partition: a partition always lands in the
     /// same part (within this process), so each part can be applied on its own session.
     pub fn split(self, parts: usize) -> Vec<Batch> {
-        let mut split: Vec<Batch> = (0..parts).map(|_| Batch::default()).collect();
+        let mut split: Vec<Batch> = (0..parts)
+            .map(|_| Batch {
+                trace_parent: self.trace_parent.clone(),
+                ..Batch::default()
+            })
+            .collect();
         let part_of = |id: &PartitionId| {
             let mut hasher = std::hash::DefaultHasher::new();
             std::hash::Hash::hash(id, &mut hasher);
@@ -247,9 +255,13 @@ impl ConsumerContext for LoaderContext {
     ) {
         match error {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                ::metrics::counter!(crate::metrics::REBALANCES, "kind" => "assign").increment(1);
                 self.assign(consumer, assignment)
             }
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => self.revoke(consumer),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                ::metrics::counter!(crate::metrics::REBALANCES, "kind" => "revoke").increment(1);
+                self.revoke(consumer)
+            }
             other => tracing::error!(error = ?other, "rebalance failed"),
         }
     }
@@ -432,6 +444,9 @@ impl Worker {
             key: message.key().map(<[u8]>::to_vec),
             value: message.payload().map(<[u8]>::to_vec),
         };
+        if state.batch.trace_parent.is_none() {
+            state.batch.trace_parent = trace_context::parent_in(message.headers());
+        }
         state
             .batch
             .push(record, partition.expected, partition.epoch);

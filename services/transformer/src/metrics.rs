@@ -24,6 +24,8 @@ pub const BATCH_EVENTS: &str = "cdc_transformer_batch_events";
 pub const COMMIT_DURATION: &str = "cdc_transformer_commit_duration_seconds";
 /// Now minus the source commit time of the table's newest event in the last transaction.
 pub const LAG: &str = "cdc_transformer_lag_seconds";
+/// Rebalances of the consumer group seen by this instance, by kind (`assign`, `revoke`).
+pub const REBALANCES: &str = "cdc_transformer_rebalances_total";
 
 /// Describes every transformer metric.
 pub fn describe() {
@@ -49,11 +51,20 @@ pub fn describe() {
         metrics::Unit::Seconds,
         "Now minus the source commit time of the table's newest transformed event."
     );
+    metrics::describe_counter!(
+        REBALANCES,
+        "Rebalances of the consumer group, by kind (assign, revoke)."
+    );
 }
 
 /// Counts one aborted transaction.
 pub fn transaction_aborted() {
     metrics::counter!(ABORTS).increment(1);
+}
+
+/// Counts one rebalance callback of the consumer group (`assign` or `revoke`).
+pub fn rebalanced(kind: &'static str) {
+    metrics::counter!(REBALANCES, "kind" => kind).increment(1);
 }
 
 #[derive(Debug, Default)]

@@ -23,9 +23,10 @@ use std::time::{Duration, Instant};
 
 use cdc_service_kit::ServiceState;
 use cdc_service_kit::proto::State;
+use cdc_service_kit::trace_context::{self, TraceHeaders};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
-use rdkafka::message::BorrowedMessage;
+use rdkafka::message::{BorrowedMessage, OwnedHeaders};
 use rdkafka::producer::Producer;
 use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
@@ -77,7 +78,14 @@ impl ConsumerContext for RebalanceWatch {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(partitions) = rebalance {
             tracing::info!(partitions = partitions.count(), "partitions revoked");
+            crate::metrics::rebalanced("revoke");
             self.revoked.store(true, Ordering::SeqCst);
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if matches!(rebalance, Rebalance::Assign(_)) {
+            crate::metrics::rebalanced("assign");
         }
     }
 }
@@ -104,6 +112,24 @@ struct Transaction {
     stats: BatchStats,
     /// Which of the two outputs it is on.
     slot: usize,
+    /// The transaction's span (a child of the trace its first record came with, so one trace
+    /// follows a batch from the extractor to the loader) and its context as headers, which
+    /// every record it produces carries on; set at its first record, ended when it is dropped.
+    trace: Option<(tracing::Span, TraceHeaders)>,
+}
+
+impl Transaction {
+    /// The headers a record consumed with `headers` is produced with.
+    fn traced(&mut self, headers: Option<OwnedHeaders>) -> Option<OwnedHeaders> {
+        let (_, trace) = self.trace.get_or_insert_with(|| {
+            let span = tracing::info_span!("transformer.transaction", slot = self.slot);
+            let parent = trace_context::parent_in(headers.as_ref().map(|h| h.as_borrowed()));
+            trace_context::adopt_parent(&span, parent.as_ref());
+            let trace = TraceHeaders::of(&span);
+            (span, trace)
+        });
+        trace.replace_in(headers)
+    }
 }
 
 /// A transaction whose offsets are sent and whose commit runs on a helper thread.
@@ -721,6 +747,7 @@ impl Work {
             payload: payload.as_deref(),
         };
         let table = &route.table_name;
+        let headers = open.traced(headers);
         let delivered = self.outputs[open.slot].deliver(&input, transformed, headers, 0);
         match delivered {
             Ok(Delivered::Passed) => open.stats.passed(table, input.payload),
@@ -759,6 +786,7 @@ impl Work {
             counts: RuleCounts::new(rules.set.rules.len()),
             stats: BatchStats::default(),
             slot: self.slot,
+            trace: None,
         });
         Ok(())
     }
