@@ -713,10 +713,17 @@ impl Plan {
             Node::Cast(c)
                 if datatype::is_integer(c.input.sql_type) && datatype::is_binary(self.sql_type) =>
             {
-                c.input.with_value(env, |value| match value {
+                // A computed integer (the usual case: a length) is evaluated straight away.
+                let value = match &c.input.node {
+                    Node::Column(_) | Node::Constant(_) | Node::Shared { .. } => {
+                        c.input.with_value(env, |value| Ok(value.clone()))?
+                    }
+                    _ => c.input.eval(env)?,
+                };
+                match value {
                     SqlValue::Int(i) => {
                         super::convert::append_integer_binary(
-                            *i,
+                            i,
                             c.input.sql_type,
                             self.sql_type,
                             out,
@@ -724,8 +731,13 @@ impl Plan {
                         Ok(true)
                     }
                     _ => Ok(false),
-                })
+                }
             }
+            Node::Constant(SqlValue::Binary(bytes)) => {
+                out.extend_from_slice(bytes);
+                Ok(true)
+            }
+            Node::Constant(SqlValue::Null) => Ok(false),
             _ => self.with_value(env, |value| match value {
                 SqlValue::Binary(bytes) => {
                     out.extend_from_slice(bytes);
