@@ -23,6 +23,7 @@ fmt: ## format the code
 
 test: deps stack-up ## run every test against the local stack (starts it when needed)
 	$(CARGO) test --workspace --locked
+	cd tests/packaging && go test -count=1 ./...
 
 bench: deps stack-up ## run the benchmarks (simulator, loader, transformer, extractor on the local stack); results as JSON under target/bench
 	$(CARGO) run --release -p mssql-sim --example bench -- --rows 200000 --out $(CURDIR)/target/bench/mssql-sim.json
