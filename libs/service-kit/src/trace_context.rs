@@ -197,7 +197,10 @@ mod tests {
             assert_eq!(traceparents.len(), 1, "one trace context, not two");
             assert_ne!(traceparents, header(&incoming, "traceparent"));
             let downstream = tracing::info_span!("load");
-            adopt_parent(&downstream, parent_in(Some(outgoing.as_borrowed())).as_ref());
+            adopt_parent(
+                &downstream,
+                parent_in(Some(outgoing.as_borrowed())).as_ref(),
+            );
             let trace = |span: &tracing::Span| span.context().span().span_context().trace_id();
             assert_eq!(trace(&downstream), trace(&upstream));
         });
@@ -211,7 +214,9 @@ mod tests {
         });
         assert!(parent_in(Some(incoming.as_borrowed())).is_some());
         let unsampled = TraceHeaders::default();
-        let outgoing = unsampled.replace_in(Some(incoming.clone())).expect("headers");
+        let outgoing = unsampled
+            .replace_in(Some(incoming.clone()))
+            .expect("headers");
         assert_eq!(
             header(&outgoing, "traceparent"),
             header(&incoming, "traceparent")

@@ -173,7 +173,7 @@ fn spawn_unit(shared: Arc<Shared>, partition: i32, shutdown: &CancellationToken)
                 Err(error) => {
                     let text = format!("{error:#}");
                     tracing::error!(work_partition = partition, error = %text, retry_in_s = backoff.as_secs(), "work unit failed; restarting from its checkpoints");
-                    metrics::counter!(m::ERRORS, "kind" => "work_unit").increment(1);
+                    metrics::counter!(m::ERRORS, "kind" => m::ERROR_WORK_UNIT).increment(1);
                     shared
                         .state
                         .set_component(&component, State::Degraded, text);

@@ -18,6 +18,12 @@ pub const SNAPSHOT_ROWS_DONE: &str = "cdc_extractor_snapshot_rows_done";
 pub const SNAPSHOT_ROWS_ESTIMATED: &str = "cdc_extractor_snapshot_rows_estimated";
 /// Errors, by kind (`sql_unavailable`, `sql_refused`, `kafka`, `retention_gap`, …).
 pub const ERRORS: &str = "cdc_extractor_errors_total";
+/// `kind` of a work unit that failed and restarts from its checkpoints.
+pub const ERROR_WORK_UNIT: &str = "work_unit";
+/// `kind` of changes removed by CDC cleanup before they were read.
+pub const ERROR_RETENTION_GAP: &str = "retention_gap";
+/// Every `kind` of [`ERRORS`].
+pub const ERROR_KINDS: [&str; 2] = [ERROR_WORK_UNIT, ERROR_RETENTION_GAP];
 /// Kafka transactions committed.
 pub const TRANSACTIONS: &str = "cdc_extractor_transactions_total";
 /// Work units (partitions of the work topic) served by this instance.
@@ -65,4 +71,12 @@ pub fn describe() {
         REBALANCES,
         "Rebalances of the work topic's consumer group, by kind (assign, revoke)."
     );
+}
+
+/// Counters of events that may never happen, at zero from the start: alert rules watch them
+/// with `increase()`, which does not see the first event of a series born at 1.
+pub fn zero_counters() {
+    for kind in ERROR_KINDS {
+        metrics::counter!(ERRORS, "kind" => kind).increment(0);
+    }
 }

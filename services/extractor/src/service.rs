@@ -28,6 +28,7 @@ pub const SPEC: ServiceSpec = ServiceSpec {
 pub async fn start(context: ServiceContext<ExtractorConfig>) -> anyhow::Result<Started> {
     let config = Arc::clone(&context.config);
     crate::metrics::describe();
+    crate::metrics::zero_counters();
     let connector = Connector::new(
         config.source.clone(),
         context.secrets.get(SOURCE_PASSWORD)?.clone(),

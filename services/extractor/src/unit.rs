@@ -563,7 +563,7 @@ impl Unit {
     async fn retention_gap(&mut self, index: usize, min: Lsn) -> anyhow::Result<bool> {
         let policy = self.shared.config.stream.on_retention_gap;
         let table = &mut self.tables[index];
-        metrics::counter!(m::ERRORS, "kind" => "retention_gap").increment(1);
+        metrics::counter!(m::ERRORS, "kind" => m::ERROR_RETENTION_GAP).increment(1);
         let lost = format!(
             "changes of {} after LSN {} up to {} were removed by CDC cleanup before they were read",
             table.name, table.resume_after.commit_lsn, min

@@ -331,7 +331,7 @@ impl Applier {
             let label = letter
                 .target
                 .as_ref()
-                .map_or_else(|| "(unknown)".to_owned(), metrics::table_label);
+                .map_or_else(|| metrics::UNKNOWN_TABLE.to_owned(), metrics::table_label);
             if let Some(target) = &letter.target {
                 self.tables.dead_lettered(target, 1);
             }

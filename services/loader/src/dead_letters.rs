@@ -3,9 +3,11 @@
 //! the two can write a dead letter twice (at-least-once); replay is idempotent, so that is safe.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cdc_model::dead_letter as header;
+use cdc_service_kit::topics::TopicCreator;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -33,10 +35,12 @@ pub struct DeadLetter {
 pub struct DeadLetterSink {
     producer: FutureProducer,
     topic: String,
+    /// Creates the topic before its first letter (brokers here do not create topics on use).
+    creator: Arc<TopicCreator>,
 }
 
 impl DeadLetterSink {
-    /// A sink writing to `topic`.
+    /// A sink writing to `topic`; must be created inside the service's runtime.
     pub fn new(client_config: &ClientConfig, topic: String) -> anyhow::Result<Self> {
         let producer = client_config
             .clone()
@@ -44,7 +48,23 @@ impl DeadLetterSink {
             .set("message.timeout.ms", "30000")
             .create()
             .map_err(|e| anyhow::anyhow!("cannot create the dead-letter producer: {e}"))?;
-        Ok(DeadLetterSink { producer, topic })
+        let creator =
+            TopicCreator::new(client_config, tokio::runtime::Handle::current()).map_err(|e| {
+                anyhow::anyhow!("cannot create the dead-letter topic's admin client: {e}")
+            })?;
+        Ok(DeadLetterSink {
+            producer,
+            topic,
+            creator: Arc::new(creator),
+        })
+    }
+
+    /// Creates the topic when it is missing (once per process; later calls return at once).
+    async fn ensure_topic(&self) -> Result<(), String> {
+        let (creator, topic) = (Arc::clone(&self.creator), self.topic.clone());
+        tokio::task::spawn_blocking(move || creator.ensure(&topic, None, false))
+            .await
+            .map_err(|e| format!("the topic check of {} stopped: {e}", self.topic))?
     }
 
     /// The topic.
@@ -54,6 +74,10 @@ impl DeadLetterSink {
 
     /// Writes every letter and waits until Kafka has them all.
     pub async fn send(&self, letters: &[DeadLetter]) -> Result<(), String> {
+        if letters.is_empty() {
+            return Ok(());
+        }
+        self.ensure_topic().await?;
         let refused_at = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis())

@@ -71,3 +71,13 @@ pub fn describe() {
 pub fn table_label(table: &TargetTable) -> String {
     table.to_string()
 }
+
+/// Table label of a dead letter too broken to name its table.
+pub const UNKNOWN_TABLE: &str = "(unknown)";
+
+/// Counters of events that may never happen, at zero from the start: alert rules watch them
+/// with `increase()`, which does not see the first event of a series born at 1.
+pub fn zero_counters() {
+    metrics::counter!(RETRIES).increment(0);
+    metrics::counter!(DEAD_LETTERS, "table" => UNKNOWN_TABLE).increment(0);
+}

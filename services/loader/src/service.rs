@@ -49,6 +49,7 @@ pub async fn start(context: ServiceContext<LoaderConfig>) -> anyhow::Result<Star
     let table_names = TableNameTemplate::parse(&config.target.table_name)
         .map_err(|e| anyhow::anyhow!("target.table_name: {e}"))?;
     crate::metrics::describe();
+    crate::metrics::zero_counters();
     let tables = Tables::default();
     let schemas = SchemaRegistry::start(
         client_config.clone(),
@@ -333,11 +334,13 @@ impl ApplyWorker {
         for (table, lag, paused) in self.applier.tables().lags() {
             let label = crate::metrics::table_label(&table);
             ::metrics::gauge!(crate::metrics::LAG, "table" => label.clone()).set(lag);
-            ::metrics::gauge!(crate::metrics::TABLE_PAUSED, "table" => label).set(if paused {
-                1.0
-            } else {
-                0.0
-            });
+            ::metrics::gauge!(crate::metrics::TABLE_PAUSED, "table" => label.clone())
+                .set(if paused { 1.0 } else { 0.0 });
+            // Counters of events that may never happen start at zero, so `increase()` over
+            // them sees the first dead letter or DDL (a series born at 1 shows no increase).
+            ::metrics::counter!(crate::metrics::DEAD_LETTERS, "table" => label.clone())
+                .increment(0);
+            ::metrics::counter!(crate::metrics::SCHEMA_CHANGES, "table" => label).increment(0);
         }
         match self
             .applier

@@ -36,6 +36,7 @@ pub async fn build(
     shutdown: CancellationToken,
 ) -> anyhow::Result<Arc<Reconciler>> {
     crate::metrics::describe();
+    crate::metrics::zero_counters();
     let connector = cdc_extractor::sql::Connector::new(
         config.source.clone(),
         secrets.get(SOURCE_PASSWORD)?.clone(),

@@ -222,7 +222,7 @@ fn replay_one(
                 table: get(header::TABLE),
                 rule: String::new(),
                 reason,
-                code: "undecodable",
+                code: crate::engine::refusal_code::UNDECODABLE,
                 position: get(header::SOURCE_POSITION),
             };
             counts.failed_again += 1;

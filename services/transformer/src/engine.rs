@@ -33,6 +33,20 @@ pub struct Input<'a> {
     pub payload: Option<&'a [u8]>,
 }
 
+/// The codes of dead letters (`cdc.dlq.code`), one per kind of refusal.
+pub mod refusal_code {
+    /// A rule failed on the event (a conversion refused a value, a key cannot be encoded).
+    pub const RULE_FAILED: &str = "rule_failed";
+    /// The rules no longer type-check against the event's schema.
+    pub const RULE_DOES_NOT_FIT: &str = "rule_does_not_fit";
+    /// The record is not a change event.
+    pub const UNDECODABLE: &str = "undecodable";
+    /// The event's schema is not in the schemas topic.
+    pub const SCHEMA_MISSING: &str = "schema_missing";
+    /// Every code.
+    pub const ALL: [&str; 4] = [RULE_FAILED, RULE_DOES_NOT_FIT, UNDECODABLE, SCHEMA_MISSING];
+}
+
 /// Why a record became a dead letter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
@@ -42,7 +56,7 @@ pub struct Refusal {
     pub rule: String,
     /// Why, naming columns, never values.
     pub reason: String,
-    /// `rule_failed`, `rule_does_not_fit`, `undecodable` or `schema_missing`.
+    /// One of [`refusal_code::ALL`].
     pub code: &'static str,
     /// The event's source position (empty when undecodable).
     pub position: String,
@@ -220,13 +234,13 @@ impl Engine {
         };
         let event = match decode(input) {
             Ok(event) => event,
-            Err(reason) => return refuse(String::new(), reason, "undecodable"),
+            Err(reason) => return refuse(String::new(), reason, refusal_code::UNDECODABLE),
         };
         let plan = match self.plan(route.generation, &event.schema_id) {
             Ok(plan) => plan,
             Err(SchemaError::Missing { id, topic }) => {
                 let reason = format!("schema {id} is not in {topic}");
-                return refuse(String::new(), reason, "schema_missing");
+                return refuse(String::new(), reason, refusal_code::SCHEMA_MISSING);
             }
             Err(e @ SchemaError::Unavailable { .. }) => return Transformed::Retry(e.to_string()),
         };
@@ -238,7 +252,7 @@ impl Engine {
                 return refuse(
                     error.rule.clone(),
                     error.message.clone(),
-                    "rule_does_not_fit",
+                    refusal_code::RULE_DOES_NOT_FIT,
                 );
             }
         };
@@ -259,17 +273,17 @@ impl Engine {
                     Err(e) => refuse(
                         String::new(),
                         format!("the transformed key cannot be encoded: {e}"),
-                        "rule_failed",
+                        refusal_code::RULE_FAILED,
                     ),
                 },
-                Err(reason) => refuse(String::new(), reason.clone(), "rule_failed"),
+                Err(reason) => refuse(String::new(), reason.clone(), refusal_code::RULE_FAILED),
             },
             Outcome::Filtered(_) => Transformed::Filtered,
             Outcome::Failed(rule, reason) => {
                 let rule = rule
                     .and_then(|i| self.rules().set.rules.get(i).map(|r| r.name.clone()))
                     .unwrap_or_default();
-                refuse(rule, reason, "rule_failed")
+                refuse(rule, reason, refusal_code::RULE_FAILED)
             }
         }
     }

@@ -41,6 +41,7 @@ pub async fn start(context: ServiceContext<TransformerConfig>) -> anyhow::Result
     let rules = RuleSet::from_config(&config.rules, hmac_key.clone())
         .map_err(|errors| anyhow::anyhow!(describe_errors(&errors)))?;
     crate::metrics::describe();
+    crate::metrics::zero_counters();
     let topics = Topics::new(&config.kafka.topic_prefix)?;
     let client_config = config.kafka.client_config();
     let runtime = tokio::runtime::Handle::current();
