@@ -969,8 +969,7 @@ async fn advance_snapshot(
         table.dirty = true;
         if window.last {
             tracing::info!(table = %table.name, rows = snapshot.progress.rows_done, "snapshot done");
-            metrics::gauge!(m::SNAPSHOT_ROWS_DONE, "table" => table.name.clone())
-                .set(snapshot.progress.rows_done as f64);
+            snapshot_done_metrics(&table.name, snapshot.progress.rows_done);
             table.snapshot = None;
             table.snapshots_completed += 1;
             return Ok(true);
@@ -1026,6 +1025,7 @@ async fn advance_snapshot(
                 Some(window) => window.last = true,
                 None => {
                     tracing::info!(table = %table.name, rows = snapshot.progress.rows_done, "snapshot done");
+                    snapshot_done_metrics(&table.name, snapshot.progress.rows_done);
                     table.snapshot = None;
                     table.snapshots_completed += 1;
                     table.dirty = true;
@@ -1232,4 +1232,13 @@ impl Sink {
             }
         }
     }
+}
+
+/// A finished snapshot shows its rows done as its estimate too: the estimate was the table's
+/// size when it started, which a key range or concurrent deletes never reach, and a gauge left
+/// below it would look like a stalled snapshot.
+fn snapshot_done_metrics(table: &str, rows_done: u64) {
+    let rows = rows_done as f64;
+    metrics::gauge!(m::SNAPSHOT_ROWS_DONE, "table" => table.to_owned()).set(rows);
+    metrics::gauge!(m::SNAPSHOT_ROWS_ESTIMATED, "table" => table.to_owned()).set(rows);
 }
