@@ -25,6 +25,7 @@ COPY proto proto
 COPY libs libs
 COPY services services
 COPY tests tests
+COPY tools tools
 # The toolchain is the one rust-toolchain.toml pins (the image's own); naming it through
 # RUSTUP_TOOLCHAIN keeps rustup from fetching the file's lint components, which a build does
 # not use. The binaries leave the cache-mounted target directory before the step ends.

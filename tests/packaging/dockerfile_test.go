@@ -226,3 +226,36 @@ func hasFlag(node *parser.Node, name string) bool {
 	}
 	return false
 }
+
+// Cargo resolves the whole workspace before it builds one package, so the builder must copy
+// the folder of every workspace member (a new member outside them breaks the image).
+func TestBuilderCopiesEveryWorkspaceMember(t *testing.T) {
+	root := repoRoot(t)
+	manifest := readFile(t, filepath.Join(root, "Cargo.toml"))
+	block := regexp.MustCompile(`(?s)members\s*=\s*\[(.*?)\]`).FindStringSubmatch(manifest)
+	if block == nil {
+		t.Fatal("Cargo.toml has no workspace members list")
+	}
+	copied := map[string]bool{}
+	for _, s := range dockerfile(t) {
+		for _, node := range s.instructions {
+			if strings.ToLower(node.Value) != "copy" || hasFlag(node, "--from") {
+				continue
+			}
+			args := arguments(node)
+			for _, source := range args[:len(args)-1] {
+				copied[strings.TrimSuffix(source, "/")] = true
+			}
+		}
+	}
+	members := regexp.MustCompile(`"([^"]+)"`).FindAllStringSubmatch(block[1], -1)
+	if len(members) == 0 {
+		t.Fatal("no workspace member found in Cargo.toml")
+	}
+	for _, member := range members {
+		top := strings.SplitN(member[1], "/", 2)[0]
+		if !copied[top] && !copied[member[1]] {
+			t.Errorf("workspace member %s is not copied into the builder (COPY %s %s)", member[1], top, top)
+		}
+	}
+}
