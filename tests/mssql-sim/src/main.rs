@@ -1,10 +1,14 @@
-//! `mssql-sim --listen 127.0.0.1:PORT --sa-password PASSWORD`: a SQL Server simulator over TDS.
+//! `mssql-sim --listen 127.0.0.1:PORT --sa-password PASSWORD [--init-sql FILE]...`: a SQL
+//! Server simulator over TDS.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::Parser;
 use mssql_sim::engine::cdc::CaptureConfig;
+use mssql_sim::engine::{Outcome, Parameters, Session};
 use mssql_sim::{Simulator, SimulatorConfig};
 
 /// A SQL Server CDC simulator that speaks TDS 7.4.
@@ -22,6 +26,44 @@ struct Args {
     /// Transactions the capture job reads per scan (SQL Server: 500).
     #[arg(long, default_value_t = 500)]
     capture_max_transactions: usize,
+    /// T-SQL scripts run before serving, in order, split into batches at `GO` lines as
+    /// sqlcmd splits them (for example compose/mssql/init.sql, the sample database). The first
+    /// failing batch stops the simulator, naming the file and the batch.
+    #[arg(long = "init-sql", value_name = "FILE")]
+    init_sql: Vec<PathBuf>,
+}
+
+/// A script's batches, split at `GO` lines.
+fn batches(script: &str) -> Vec<String> {
+    let mut batches = vec![String::new()];
+    for line in script.lines() {
+        if line.trim().eq_ignore_ascii_case("go") {
+            batches.push(String::new());
+        } else if let Some(batch) = batches.last_mut() {
+            batch.push_str(line);
+            batch.push('\n');
+        }
+    }
+    batches.retain(|b| !b.trim().is_empty());
+    batches
+}
+
+/// Runs `path` on `simulator` as `sa` would, from master.
+fn run_script(simulator: &Simulator, path: &Path) -> anyhow::Result<()> {
+    let script = std::fs::read_to_string(path)
+        .with_context(|| format!("--init-sql {}: cannot read it", path.display()))?;
+    let mut session = Session::new(simulator.engine(), "master".to_owned());
+    for (index, batch) in batches(&script).iter().enumerate() {
+        if let Some(Outcome::Error(error)) = session.execute(batch, &Parameters::new()).last() {
+            anyhow::bail!(
+                "--init-sql {}: batch {} failed: {error:?}",
+                path.display(),
+                index + 1
+            );
+        }
+    }
+    tracing::info!(script = %path.display(), "init script run");
+    Ok(())
 }
 
 #[tokio::main]
@@ -39,6 +81,9 @@ async fn main() -> anyhow::Result<()> {
         },
     };
     let simulator = Simulator::start(args.listen, config).await?;
+    for path in &args.init_sql {
+        run_script(&simulator, path)?;
+    }
     tracing::info!(addr = %simulator.addr(), "mssql-sim listening");
     tokio::signal::ctrl_c().await?;
     tracing::info!("mssql-sim stopping");
