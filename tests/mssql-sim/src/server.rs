@@ -257,16 +257,27 @@ async fn serve(
     .await?;
     let mut session = Session::new(engine, database);
     while let Some(message) = packet::read_message(&mut stream).await? {
-        let response = match message.packet_type {
-            PacketType::SqlBatch => batch(&mut session, &message.payload),
-            PacketType::Rpc => remote_call(&mut session, &message.payload),
-            PacketType::Attention => {
+        let run: fn(&mut Session, &[u8]) -> Vec<u8> = match message.packet_type {
+            PacketType::SqlBatch => batch,
+            PacketType::Rpc => remote_call,
+            PacketType::Attention => |_, _| {
                 let mut tokens = TokenWriter::default();
                 tokens.done(0xfd, done_status::ATTENTION, 0, 0);
                 tokens.into_bytes()
-            }
+            },
             _ => return Ok(()),
         };
+        // Statements run on a blocking thread, as SQL Server runs them on workers of its own:
+        // a long query (a checksum over a million rows) never holds up the network tasks of
+        // other connections, nor another client sharing this process's runtime.
+        let payload = message.payload;
+        let (returned, response) = tokio::task::spawn_blocking(move || {
+            let response = run(&mut session, &payload);
+            (session, response)
+        })
+        .await
+        .map_err(std::io::Error::other)?;
+        session = returned;
         let delay = faults.response_delay_ms.load(Ordering::SeqCst);
         if delay > 0 {
             tokio::time::sleep(Duration::from_millis(delay)).await;
