@@ -6,6 +6,7 @@
 //! Start one in-process with [`Simulator::start`], or run the `mssql-sim` binary.
 
 pub mod engine;
+pub mod script;
 pub mod server;
 pub mod tds;
 

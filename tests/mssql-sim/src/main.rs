@@ -33,27 +33,12 @@ struct Args {
     init_sql: Vec<PathBuf>,
 }
 
-/// A script's batches, split at `GO` lines.
-fn batches(script: &str) -> Vec<String> {
-    let mut batches = vec![String::new()];
-    for line in script.lines() {
-        if line.trim().eq_ignore_ascii_case("go") {
-            batches.push(String::new());
-        } else if let Some(batch) = batches.last_mut() {
-            batch.push_str(line);
-            batch.push('\n');
-        }
-    }
-    batches.retain(|b| !b.trim().is_empty());
-    batches
-}
-
 /// Runs `path` on `simulator` as `sa` would, from master.
 fn run_script(simulator: &Simulator, path: &Path) -> anyhow::Result<()> {
     let script = std::fs::read_to_string(path)
         .with_context(|| format!("--init-sql {}: cannot read it", path.display()))?;
     let mut session = Session::new(simulator.engine(), "master".to_owned());
-    for (index, batch) in batches(&script).iter().enumerate() {
+    for (index, batch) in mssql_sim::script::batches(&script).iter().enumerate() {
         if let Some(Outcome::Error(error)) = session.execute(batch, &Parameters::new()).last() {
             anyhow::bail!(
                 "--init-sql {}: batch {} failed: {error:?}",

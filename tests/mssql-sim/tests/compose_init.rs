@@ -47,26 +47,6 @@ const TYPE_MAP: [&str; 29] = [
     "xml",
 ];
 
-/// The script's batches, split at `GO` lines as sqlcmd splits them.
-fn batches(script: &str) -> Vec<String> {
-    let mut batches = vec![String::new()];
-    for line in script.lines() {
-        if line.trim().eq_ignore_ascii_case("go") {
-            batches.push(String::new());
-        } else if let Some(batch) = batches.last_mut() {
-            batch.push_str(line);
-            batch.push('\n');
-        }
-    }
-    batches
-        .into_iter()
-        .filter(|b| {
-            b.lines()
-                .any(|l| !l.trim().is_empty() && !l.trim().starts_with("--"))
-        })
-        .collect()
-}
-
 /// The declared type of each column definition in the script's CREATE TABLE statements.
 fn declared_types(script: &str) -> BTreeSet<String> {
     let mut types = BTreeSet::new();
@@ -91,7 +71,7 @@ fn declared_types(script: &str) -> BTreeSet<String> {
 }
 
 async fn run_script(client: &mut SqlClient) {
-    for (number, batch) in batches(INIT_SQL).iter().enumerate() {
+    for (number, batch) in mssql_sim::script::batches(INIT_SQL).iter().enumerate() {
         let result = match client.simple_query(batch.as_str()).await {
             Ok(stream) => stream.into_results().await.map(|_| ()),
             Err(e) => Err(e),
@@ -116,7 +96,7 @@ async fn strings(client: &mut SqlClient, sql: &str) -> Vec<String> {
 
 #[test]
 fn the_script_is_split_at_go_lines_with_the_database_created_before_it_is_used() {
-    let batches = batches(INIT_SQL);
+    let batches = mssql_sim::script::batches(INIT_SQL);
     assert_eq!(batches.len(), 6, "batches: {batches:#?}");
     assert!(batches[0].contains("CREATE DATABASE shop;"));
     assert_eq!(batches[1].trim(), "USE shop;");

@@ -20,24 +20,6 @@ fn init_sql() -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// The script's batches, split at `GO` lines as sqlcmd splits them.
-fn batches(script: &str) -> Vec<String> {
-    let mut batches = vec![String::new()];
-    for line in script.lines() {
-        if line.trim().eq_ignore_ascii_case("go") {
-            batches.push(String::new());
-        } else if let Some(batch) = batches.last_mut() {
-            batch.push_str(line);
-            batch.push('\n');
-        }
-    }
-    batches.retain(|b| {
-        b.lines()
-            .any(|l| !l.trim().is_empty() && !l.trim().starts_with("--"))
-    });
-    batches
-}
-
 async fn simulator() -> Simulator {
     let mut config = SimulatorConfig::new(PASSWORD);
     config.capture.poll_interval = Duration::from_millis(20);
@@ -64,7 +46,7 @@ async fn shop() -> (Simulator, SqlClient) {
     let mut client = client::connect(&connection(sim.addr(), "master"))
         .await
         .unwrap();
-    for (number, batch) in batches(&init_sql()).iter().enumerate() {
+    for (number, batch) in mssql_sim::script::batches(&init_sql()).iter().enumerate() {
         if let Err(e) = client::execute(&mut client, batch).await {
             panic!("batch {} of init.sql failed: {e:?}\n{batch}", number + 1);
         }
