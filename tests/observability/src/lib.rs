@@ -10,7 +10,6 @@
 //! tests, where a missing tool or a broken file must fail loudly, never skip.
 
 use std::collections::BTreeMap;
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 mod markdown;
@@ -48,59 +47,22 @@ pub fn observability_dir() -> PathBuf {
     repo_root().join("observability")
 }
 
-/// Path of Prometheus's promtool: `CDC_PROMTOOL` from the environment, else the
-/// `CDC_PROMTOOL=` line of `<repo>/.stack/env` (written by `make stack-up`), else
-/// `<repo>/.stack/bin/promtool`.
+/// Path of Prometheus's promtool, from the local stack (`CDC_PROMTOOL` in the environment or
+/// in `.stack/env`, which `make stack-up` writes; see [`cdc_test_harness::Stack`]).
 ///
 /// # Panics
 ///
-/// When no promtool exists at the path found, with the command that installs it: tests that
-/// need promtool fail, they never skip.
+/// When the stack is not there or no promtool exists at that path, with the command that
+/// installs it: tests that need promtool fail, they never skip.
 pub fn promtool() -> PathBuf {
-    let root = repo_root();
-    let stack_env = std::fs::read_to_string(root.join(".stack/env")).ok();
-    let (path, from) = resolve_promtool(
-        std::env::var_os("CDC_PROMTOOL"),
-        stack_env.as_deref(),
-        &root,
+    let path = cdc_test_harness::Stack::get().promtool;
+    assert!(
+        path.is_file(),
+        "promtool not found at {} (CDC_PROMTOOL, from the environment or .stack/env). Run \
+         `make stack-up`: it installs promtool into .stack/bin and records it in .stack/env.",
+        path.display()
     );
-    if !path.is_file() {
-        panic!(
-            "promtool not found at {} ({from}).\n\
-             Run `make stack-up` in {}: it installs promtool into .stack/bin and records it in \
-             .stack/env. Or set CDC_PROMTOOL to a promtool binary (Prometheus 2.42 or later).",
-            path.display(),
-            root.display()
-        );
-    }
     path
-}
-
-/// Where promtool is, and what said so, without looking at the file system.
-fn resolve_promtool(
-    from_env: Option<OsString>,
-    stack_env: Option<&str>,
-    root: &Path,
-) -> (PathBuf, &'static str) {
-    if let Some(path) = from_env.filter(|p| !p.is_empty()) {
-        return (
-            PathBuf::from(path),
-            "from the CDC_PROMTOOL environment variable",
-        );
-    }
-    let from_file = stack_env.and_then(|text| {
-        text.lines()
-            .filter_map(|line| line.trim().strip_prefix("CDC_PROMTOOL="))
-            .map(|value| value.trim().trim_matches('"'))
-            .rfind(|value| !value.is_empty())
-    });
-    match from_file {
-        Some(path) => (root.join(path), "from CDC_PROMTOOL in .stack/env"),
-        None => (
-            root.join(".stack/bin/promtool"),
-            "the default place; neither CDC_PROMTOOL nor .stack/env names one",
-        ),
-    }
 }
 
 /// Every `cdc_*` metric that an alert rule's expression or a dashboard's panel or template
@@ -186,34 +148,6 @@ fn read(path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn promtool_comes_from_the_environment_first() {
-        let (path, _) = resolve_promtool(
-            Some("/opt/prom/promtool".into()),
-            Some("CDC_PROMTOOL=/elsewhere/promtool\n"),
-            Path::new("/repo"),
-        );
-        assert_eq!(path, PathBuf::from("/opt/prom/promtool"));
-    }
-
-    #[test]
-    fn promtool_comes_from_the_stack_env_file_next() {
-        let env = "CDC_KAFKA_BOOTSTRAP=127.0.0.1:19092\nCDC_PROMTOOL=/work/.stack/bin/promtool\n";
-        let (path, _) = resolve_promtool(None, Some(env), Path::new("/repo"));
-        assert_eq!(path, PathBuf::from("/work/.stack/bin/promtool"));
-        let (path, _) = resolve_promtool(Some("".into()), Some(env), Path::new("/repo"));
-        assert_eq!(path, PathBuf::from("/work/.stack/bin/promtool"));
-    }
-
-    #[test]
-    fn promtool_defaults_to_the_stack_bin_directory() {
-        let env = "CDC_KAFKA_BOOTSTRAP=127.0.0.1:19092\nCDC_PROMTOOL=\n";
-        let (path, _) = resolve_promtool(None, Some(env), Path::new("/repo"));
-        assert_eq!(path, PathBuf::from("/repo/.stack/bin/promtool"));
-        let (path, _) = resolve_promtool(None, None, Path::new("/repo"));
-        assert_eq!(path, PathBuf::from("/repo/.stack/bin/promtool"));
-    }
 
     #[test]
     fn sum_and_count_of_a_histogram_are_its_base_name_and_buckets_are_not() {
