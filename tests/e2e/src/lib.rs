@@ -17,9 +17,6 @@ use cdc_test_harness::postgres::TestDatabase;
 use cdc_test_harness::process::{ServiceProcess, workspace_binary};
 use mssql_sim::engine::cdc::CaptureConfig;
 use mssql_sim::{Simulator, SimulatorConfig};
-use tiberius::{AuthMethod, Client, Config, EncryptionLevel};
-use tokio::net::TcpStream;
-use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
 /// The `sa` password of the simulator.
 pub const SA_PASSWORD: &str = "E2e-Pa55word!";
@@ -28,8 +25,7 @@ pub const CONTROL_TOKEN: &str = "e2e-control-token";
 /// The source database.
 pub const DATABASE: &str = "shop";
 
-/// A tiberius client of the simulator.
-pub type SqlClient = Client<Compat<TcpStream>>;
+pub use cdc_test_harness::sqlserver::SqlClient;
 
 /// The four services, by name.
 pub const SERVICES: [&str; 4] = ["extractor", "transformer", "loader", "reconciler"];
@@ -144,19 +140,7 @@ impl Pipeline {
 
     /// A connection to the simulator as `sa`, to `database` or to master.
     pub async fn connect(&self, database: Option<&str>) -> SqlClient {
-        let mut config = Config::new();
-        config.host(self.sim.addr().ip().to_string());
-        config.port(self.sim.addr().port());
-        config.authentication(AuthMethod::sql_server("sa", SA_PASSWORD));
-        config.encryption(EncryptionLevel::NotSupported);
-        if let Some(database) = database {
-            config.database(database);
-        }
-        let tcp = TcpStream::connect(config.get_addr()).await.unwrap();
-        tcp.set_nodelay(true).unwrap();
-        Client::connect(config, tcp.compat_write())
-            .await
-            .expect("login to the simulator failed")
+        cdc_test_harness::sqlserver::connect_as_sa(self.sim.addr(), SA_PASSWORD, database).await
     }
 
     /// A connection to the source database.

@@ -15,6 +15,7 @@ pub mod ports;
 pub mod postgres;
 pub mod process;
 pub mod service_contract;
+pub mod sqlserver;
 pub mod stack;
 pub mod vault;
 

@@ -82,15 +82,7 @@ fn the_local_scrape_config_and_the_rules_it_loads_pass_promtool_check_config() {
         OsStr::new("config"),
         config.as_os_str(),
     ]);
-    // promtool lists each rules file it checked through the config.
-    for rules in rule_files() {
-        let file = rules.file_name().map(|f| f.to_string_lossy().into_owned());
-        let file = file.unwrap_or_default();
-        assert!(
-            out.contains(&file),
-            "check config did not check {file}:\n{out}"
-        );
-    }
+    assert_checked_every_rules_file(&out);
 }
 
 /// The compose config loads `/etc/prometheus/rules/*.yml`, which exists only in the container.
@@ -119,14 +111,7 @@ fn the_compose_scrape_config_and_the_rules_it_loads_pass_promtool_check_config()
     let text = serde_yaml::to_string(&parsed).expect("the config serialises");
     std::fs::write(&copy, text).expect("the copy is written");
     let out = run_promtool([OsStr::new("check"), OsStr::new("config"), copy.as_os_str()]);
-    for rules in rule_files() {
-        let file = rules.file_name().map(|f| f.to_string_lossy().into_owned());
-        let file = file.unwrap_or_default();
-        assert!(
-            out.contains(&file),
-            "check config did not check {file}:\n{out}"
-        );
-    }
+    assert_checked_every_rules_file(&out);
 }
 
 #[test]
@@ -568,4 +553,16 @@ fn grafana_provisioning_points_at_the_dashboards_and_the_prometheus_datasource()
         provider["options"]["path"].as_str(),
         Some("/var/lib/grafana/dashboards")
     );
+}
+
+/// promtool's `check config` output names each rules file it checked through the config.
+fn assert_checked_every_rules_file(out: &str) {
+    for rules in rule_files() {
+        let file = rules.file_name().map(|f| f.to_string_lossy().into_owned());
+        let file = file.unwrap_or_default();
+        assert!(
+            out.contains(&file),
+            "check config did not check {file}:\n{out}"
+        );
+    }
 }

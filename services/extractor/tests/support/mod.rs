@@ -20,9 +20,6 @@ use cdc_test_harness::kafka::TestTopics;
 use cdc_test_harness::ports::free_local_addr;
 use cdc_test_harness::process::ServiceProcess;
 use mssql_sim::{Simulator, SimulatorConfig};
-use tiberius::{AuthMethod, Client, Config, EncryptionLevel};
-use tokio::net::TcpStream;
-use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
 pub use cdc_test_harness::kafka::{Read, read_committed};
 #[allow(unused_imports)] // not every test binary waits
@@ -34,7 +31,7 @@ pub const SA_PASSWORD: &str = "Sim-Pa55word!";
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A tiberius client.
-pub type SqlClient = Client<Compat<TcpStream>>;
+pub use cdc_test_harness::sqlserver::SqlClient;
 /// The extractor's own gRPC API.
 pub type Extractor = ExtractorClient<ControlChannel>;
 
@@ -81,19 +78,7 @@ impl Fixture {
 
     /// A connection as `sa`.
     pub async fn connect(&self, database: Option<&str>) -> SqlClient {
-        let mut config = Config::new();
-        config.host(self.sim.addr().ip().to_string());
-        config.port(self.sim.addr().port());
-        config.authentication(AuthMethod::sql_server("sa", SA_PASSWORD));
-        config.encryption(EncryptionLevel::NotSupported);
-        if let Some(database) = database {
-            config.database(database);
-        }
-        let tcp = TcpStream::connect(config.get_addr()).await.unwrap();
-        tcp.set_nodelay(true).unwrap();
-        Client::connect(config, tcp.compat_write())
-            .await
-            .expect("login failed")
+        cdc_test_harness::sqlserver::connect_as_sa(self.sim.addr(), SA_PASSWORD, database).await
     }
 
     /// A connection to the test database.

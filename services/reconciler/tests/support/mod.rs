@@ -20,9 +20,6 @@ use cdc_test_harness::postgres::TestDatabase;
 use mssql_sim::{Simulator, SimulatorConfig};
 use secrecy::SecretString;
 use sqlx::{AssertSqlSafe, Executor};
-use tiberius::{AuthMethod, Client, Config, EncryptionLevel};
-use tokio::net::TcpStream;
-use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 use tokio_util::sync::CancellationToken;
 
 pub const BINARY: &str = env!("CARGO_BIN_EXE_cdc-reconciler");
@@ -30,7 +27,7 @@ pub const SA_PASSWORD: &str = "Sim-Pa55word!";
 pub const CONTROL_TOKEN: &str = "reconciler-test-control-token";
 
 /// A tiberius client.
-pub type SqlClient = Client<Compat<TcpStream>>;
+pub use cdc_test_harness::sqlserver::SqlClient;
 
 /// One column of the every-type table: its declaration in each database, a value in each
 /// dialect, and a different value for the target (to break it on purpose).
@@ -238,19 +235,7 @@ impl Fixture {
 
     /// A connection as `sa`.
     pub async fn connect(&self, database: Option<&str>) -> SqlClient {
-        let mut config = Config::new();
-        config.host(self.sim.addr().ip().to_string());
-        config.port(self.sim.addr().port());
-        config.authentication(AuthMethod::sql_server("sa", SA_PASSWORD));
-        config.encryption(EncryptionLevel::NotSupported);
-        if let Some(database) = database {
-            config.database(database);
-        }
-        let tcp = TcpStream::connect(config.get_addr()).await.unwrap();
-        tcp.set_nodelay(true).unwrap();
-        Client::connect(config, tcp.compat_write())
-            .await
-            .expect("login failed")
+        cdc_test_harness::sqlserver::connect_as_sa(self.sim.addr(), SA_PASSWORD, database).await
     }
 
     /// A connection to the test database.
