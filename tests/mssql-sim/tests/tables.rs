@@ -273,6 +273,77 @@ async fn updates_move_rows_when_the_key_changes_and_deletes_count() {
 }
 
 #[tokio::test]
+async fn key_equalities_find_exactly_the_rows_a_scan_would() {
+    let target = Target::new().await;
+    let mut client = target.connect().await;
+    fresh_database(&mut client).await;
+    run(
+        &mut client,
+        "CREATE TABLE dbo.lines (order_id bigint NOT NULL, line_no int NOT NULL, qty int NOT NULL, \
+         PRIMARY KEY (order_id, line_no))",
+    )
+    .await;
+    run(
+        &mut client,
+        "INSERT INTO lines (order_id, line_no, qty) VALUES (1, 1, 10), (1, 2, 20), (2, 1, 30)",
+    )
+    .await;
+    // Both key columns by equality (literals, parameters, either side), with and without a
+    // further condition that the found row must also meet.
+    let updated = client
+        .execute(
+            "UPDATE lines SET qty = qty + 1 WHERE order_id = @P1 AND @P2 = line_no",
+            &[&1i64, &2i32],
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.rows_affected(), &[1]);
+    let missed = client
+        .execute(
+            "UPDATE lines SET qty = 0 WHERE order_id = 1 AND line_no = 1 AND qty = 99",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(missed.rows_affected(), &[0]);
+    let absent = client
+        .execute("DELETE FROM lines WHERE order_id = 7 AND line_no = 1", &[])
+        .await
+        .unwrap();
+    assert_eq!(absent.rows_affected(), &[0]);
+    // Only part of the key, or an OR: every matching row, as a scan finds them.
+    let partial = client
+        .execute("UPDATE lines SET qty = qty + 100 WHERE line_no = 1", &[])
+        .await
+        .unwrap();
+    assert_eq!(partial.rows_affected(), &[2]);
+    let either = client
+        .execute(
+            "UPDATE lines SET qty = qty + 1000 WHERE order_id = 2 AND line_no = 1 OR order_id = 1 AND line_no = 2",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(either.rows_affected(), &[2]);
+    assert_eq!(
+        ints(&mut client, "SELECT qty FROM lines").await,
+        [Some(110), Some(1021), Some(1130)]
+    );
+    // The session's own uncommitted row is found by its key.
+    run(
+        &mut client,
+        "BEGIN TRAN; INSERT INTO lines (order_id, line_no, qty) VALUES (3, 1, 5)",
+    )
+    .await;
+    let own = client
+        .execute("DELETE FROM lines WHERE order_id = 3 AND line_no = 1", &[])
+        .await
+        .unwrap();
+    assert_eq!(own.rows_affected(), &[1]);
+    run(&mut client, "COMMIT").await;
+}
+
+#[tokio::test]
 async fn identity_columns_number_rows_and_refuse_explicit_values() {
     let target = Target::new().await;
     let mut client = target.connect().await;

@@ -11,7 +11,7 @@ use super::catalog::{Catalog, Column, Row, RowAddress, RowKey, Table, TableAddre
 use super::convert::convert;
 use super::ddl::schema_and_table;
 use super::error::{self, SqlError};
-use super::expr::{Compiler, Env, Parameters, Scope, evaluate};
+use super::expr::{Comparison, Compiler, Env, Node, Parameters, Plan, Scope, evaluate};
 use super::txn::{Change, ChangeKind, Transaction};
 use crate::tds::types::{SqlType, SqlValue};
 
@@ -272,6 +272,24 @@ pub fn matching_rows(
         .map(|p| Compiler::over(&table.columns, &[], parameters, None).condition(p))
         .transpose()?;
     let mut matches = Vec::new();
+    if let Some(key) = predicate
+        .as_ref()
+        .and_then(|p| key_point(p, &table.primary_key))
+    {
+        // A seek on the clustered key, as SQL Server plans `WHERE key = constant`; the whole
+        // predicate still decides whether the one row it finds is a match.
+        if let Some((key, row)) = table
+            .rows
+            .get_key_value(&key)
+            .and_then(|(key, slot)| slot.visible(session).map(|row| (key, row)))
+            && predicate
+                .as_ref()
+                .map_or(Ok(true), |p| p.holds(&Env::row(row, None)))?
+        {
+            matches.push((key.clone(), row.clone()));
+        }
+        return Ok(matches);
+    }
     for (key, row) in table.visible_rows(session) {
         let keep = match &predicate {
             None => true,
@@ -282,6 +300,49 @@ pub fn matching_rows(
         }
     }
     Ok(matches)
+}
+
+/// The one primary key a predicate can match, when it is a conjunction holding an equality of
+/// each key column with a number (`id = 5 AND line_no = @p2 AND …`); `None` for anything else,
+/// which is then scanned. Only exact numbers: they compare as the key orders them, while a
+/// string's equality depends on its collation.
+fn key_point(predicate: &Plan, primary_key: &[usize]) -> Option<RowKey> {
+    fn equalities<'p>(plan: &'p Plan, found: &mut Vec<(usize, &'p SqlValue)>) {
+        match &plan.node {
+            Node::And(left, right) => {
+                equalities(left, found);
+                equalities(right, found);
+            }
+            Node::Compare {
+                op: Comparison::Eq,
+                left,
+                right,
+                ..
+            } => match (&left.node, &right.node) {
+                (Node::Column(column), Node::Constant(value))
+                | (Node::Constant(value), Node::Column(column)) => found.push((*column, value)),
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+    if primary_key.is_empty() {
+        return None;
+    }
+    let mut found = Vec::new();
+    equalities(predicate, &mut found);
+    primary_key
+        .iter()
+        .map(|column| {
+            found
+                .iter()
+                .find(|(c, value)| {
+                    c == column && matches!(value, SqlValue::Int(_) | SqlValue::Decimal { .. })
+                })
+                .map(|(_, value)| (*value).clone())
+        })
+        .collect::<Option<Vec<_>>>()
+        .map(RowKey)
 }
 
 /// Converts a value to its column's type, refusing strings and binaries that would be cut (2628).
