@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: help deps build lint fmt test demo bench stack-up stack-down stack-status stack-clean
+.PHONY: help deps build lint fmt test chaos demo bench stack-up stack-down stack-status stack-clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -24,6 +24,10 @@ fmt: ## format the code
 test: deps stack-up ## run every test against the local stack (starts it when needed)
 	$(CARGO) test --workspace --locked
 	cd tests/packaging && go test -count=1 ./...
+
+chaos: deps stack-up ## the long fault-injection run (release builds): kills, Kafka and PostgreSQL restarts, dropped SQL Server connections
+	$(CARGO) build --release --locked --bins -p cdc-extractor -p cdc-transformer -p cdc-loader -p cdc-reconciler
+	CDC_CHAOS=long $(CARGO) test --release --locked -p cdc-e2e-tests --test faults -- --nocapture
 
 bench: deps stack-up ## run the benchmarks (simulator, loader, transformer, extractor on the local stack); results as JSON under target/bench
 	$(CARGO) run --release -p mssql-sim --example bench -- --rows 200000 --out $(CURDIR)/target/bench/mssql-sim.json

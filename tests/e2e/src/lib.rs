@@ -30,6 +30,28 @@ pub use cdc_test_harness::sqlserver::SqlClient;
 /// The four services, by name.
 pub const SERVICES: [&str; 4] = ["extractor", "transformer", "loader", "reconciler"];
 
+/// What the source holds before any service starts.
+#[derive(Debug, Clone, Copy)]
+pub enum Source<'a> {
+    /// T-SQL run in database `shop` once it exists with CDC enabled: CREATE TABLE and
+    /// `sys.sp_cdc_enable_table` calls.
+    Tables(&'a str),
+    /// A whole script of GO batches run from master that creates `shop`, its tables and rows,
+    /// and enables CDC itself (as compose/mssql/init.sql does).
+    Script(&'a str),
+}
+
+/// How a pipeline starts.
+#[derive(Debug, Clone, Copy)]
+pub struct PipelineOptions<'a> {
+    /// The source database's setup.
+    pub source: Source<'a>,
+    /// Instances of each service (more than one share the work and take over from each other).
+    pub instances: usize,
+    /// SQL run in the target database before any service starts (e.g. audit triggers).
+    pub target_setup: Option<&'a str>,
+}
+
 /// The simulator, a target database and the four services as processes.
 pub struct Pipeline {
     /// The local stack.
@@ -40,9 +62,11 @@ pub struct Pipeline {
     pub target: TestDatabase,
     /// The topic prefix of this pipeline (unique per test).
     pub prefix: String,
-    /// The services, in [`SERVICES`] order.
+    /// Every instance of every service, in [`SERVICES`] order, then by instance number.
     pub services: Vec<ServiceProcess>,
-    /// Each service's configuration, in [`SERVICES`] order (a restart reuses it).
+    /// Instances of each service.
+    instances: usize,
+    /// Each instance's configuration, in the order of `services` (a restart reuses it).
     configs: Vec<String>,
 }
 
@@ -51,6 +75,21 @@ impl Pipeline {
     /// before any service starts: CREATE TABLE and `sys.sp_cdc_enable_table` calls), then the
     /// four services, each traced to the stack's Jaeger; returns once all four listen.
     pub async fn start(tables: &str) -> Pipeline {
+        Pipeline::start_with(PipelineOptions {
+            source: Source::Tables(tables),
+            instances: 1,
+            target_setup: None,
+        })
+        .await
+    }
+
+    /// Starts the simulator with the source of `options`, runs its target setup, then starts
+    /// its number of instances of each of the four services; returns once all of them listen.
+    pub async fn start_with(options: PipelineOptions<'_>) -> Pipeline {
+        assert!(
+            options.instances >= 1,
+            "a pipeline needs an instance of each service"
+        );
         let stack = Stack::get();
         let sim = Simulator::start(
             "127.0.0.1:0".parse().unwrap(),
@@ -65,6 +104,12 @@ impl Pipeline {
         .await
         .expect("cannot start the simulator");
         let target = TestDatabase::create(&stack).await;
+        if let Some(setup) = options.target_setup {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(setup.to_owned()))
+                .execute(&target.pool)
+                .await
+                .unwrap_or_else(|e| panic!("the target setup failed: {e}\n{setup}"));
+        }
         let prefix = format!("e2e{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
         cdc_test_harness::vault::write_secret(
             &stack,
@@ -78,17 +123,29 @@ impl Pipeline {
             target,
             prefix,
             services: Vec::new(),
+            instances: options.instances,
             configs: Vec::new(),
         };
         let mut master = pipeline.connect(None).await;
-        sql(&mut master, &format!("CREATE DATABASE {DATABASE}")).await;
-        let mut shop = pipeline.sql().await;
-        sql(&mut shop, "EXEC sys.sp_cdc_enable_db").await;
-        sql(&mut shop, tables).await;
+        match options.source {
+            Source::Tables(tables) => {
+                sql(&mut master, &format!("CREATE DATABASE {DATABASE}")).await;
+                let mut shop = pipeline.sql().await;
+                sql(&mut shop, "EXEC sys.sp_cdc_enable_db").await;
+                sql(&mut shop, tables).await;
+            }
+            Source::Script(script) => {
+                for batch in mssql_sim::script::batches(script) {
+                    sql(&mut master, &batch).await;
+                }
+            }
+        }
         for service in SERVICES {
-            let config = pipeline.config(service);
-            pipeline.services.push(pipeline.spawn(service, &config));
-            pipeline.configs.push(config);
+            for number in 1..=options.instances {
+                let config = pipeline.config(service, number);
+                pipeline.services.push(pipeline.spawn(service, &config));
+                pipeline.configs.push(config);
+            }
         }
         for process in &mut pipeline.services {
             process.wait_until_listening(Duration::from_secs(60));
@@ -99,12 +156,54 @@ impl Pipeline {
     /// Stops `service` with SIGTERM (it must exit 0) and starts it again with the same
     /// configuration, as an operator restarts an instance; returns once it listens.
     pub fn restart(&mut self, service: &str) {
-        let index = index_of(service);
+        let index = self.index_of(service, 1);
         let status = self.services[index].terminate(Duration::from_secs(40));
         assert!(status.success(), "{service} did not stop cleanly: {status}");
+        self.respawn(service, 1);
+    }
+
+    /// Kills instance `number` (from 1) of `service` with SIGKILL, as a crash would.
+    pub fn kill(&mut self, service: &str, number: usize) {
+        let index = self.index_of(service, number);
+        self.services[index].kill();
+    }
+
+    /// Starts instance `number` of `service` again with its configuration (after it was killed
+    /// or stopped); returns once it listens.
+    pub fn respawn(&mut self, service: &str, number: usize) {
+        let index = self.index_of(service, number);
         let mut process = self.spawn(service, &self.configs[index]);
         process.wait_until_listening(Duration::from_secs(60));
         self.services[index] = process;
+    }
+
+    /// Instance `number` (from 1) of `service`.
+    pub fn instance(&self, service: &str, number: usize) -> &ServiceProcess {
+        &self.services[self.index_of(service, number)]
+    }
+
+    /// Instance `number` (from 1) of `service`, to check whether it still runs.
+    pub fn instance_mut(&mut self, service: &str, number: usize) -> &mut ServiceProcess {
+        let index = self.index_of(service, number);
+        &mut self.services[index]
+    }
+
+    /// Instances of each service.
+    pub fn instances(&self) -> usize {
+        self.instances
+    }
+
+    fn index_of(&self, service: &str, number: usize) -> usize {
+        let position = SERVICES
+            .iter()
+            .position(|s| *s == service)
+            .unwrap_or_else(|| panic!("no service {service}"));
+        assert!(
+            (1..=self.instances).contains(&number),
+            "no instance {number} of {service}: the pipeline runs {}",
+            self.instances
+        );
+        position * self.instances + number - 1
     }
 
     fn spawn(&self, service: &str, config: &str) -> ServiceProcess {
@@ -125,15 +224,18 @@ impl Pipeline {
 
     /// The process of `service` (one of [`SERVICES`]).
     pub fn service(&self, service: &str) -> &ServiceProcess {
-        &self.services[index_of(service)]
+        self.instance(service, 1)
     }
 
-    /// Everything every service wrote so far, for failure messages.
+    /// The last lines every service instance wrote, for failure messages.
     pub fn output(&self) -> String {
         SERVICES
             .iter()
+            .flat_map(|name| (1..=self.instances).map(move |number| (*name, number)))
             .zip(&self.services)
-            .map(|(name, process)| format!("---- {name}\n{}", tail(&process.output(), 60)))
+            .map(|((name, number), process)| {
+                format!("---- {name} {number}\n{}", tail(&process.output(), 60))
+            })
             .collect::<Vec<_>>()
             .join("\n")
     }
@@ -174,7 +276,7 @@ impl Pipeline {
     }
 
     /// The configuration of `service`, as an operator would write it.
-    fn config(&self, service: &str) -> String {
+    fn config(&self, service: &str, number: usize) -> String {
         let group = format!("{}-{service}", self.prefix);
         let common = format!(
             r#"
@@ -246,7 +348,7 @@ transaction_timeout_ms = 10000
             "transformer" => format!(
                 "{common}{consumer}
 [producer]
-transactional_id = \"{group}-1\"
+transactional_id = \"{group}-{number}\"
 
 [[rules]]
 name = \"commit time\"
@@ -270,13 +372,6 @@ pub async fn sql(client: &mut SqlClient, statement: &str) {
         .into_results()
         .await
         .unwrap_or_else(|e| panic!("{statement}: {e}"));
-}
-
-fn index_of(service: &str) -> usize {
-    SERVICES
-        .iter()
-        .position(|s| *s == service)
-        .unwrap_or_else(|| panic!("no service {service}"))
 }
 
 /// The `listen` address of `section` in a configuration written by [`Pipeline::config`].

@@ -135,6 +135,11 @@ impl ServiceProcess {
         let _ = self.child.wait();
     }
 
+    /// How the process ended, if it has (without waiting).
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
     /// Everything the process wrote so far, stdout then stderr.
     pub fn output(&self) -> String {
         let read = |name: &str| {
