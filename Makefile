@@ -29,12 +29,14 @@ chaos: deps stack-up ## the long fault-injection run (release builds): kills, Ka
 	$(CARGO) build --release --locked --bins -p cdc-extractor -p cdc-transformer -p cdc-loader -p cdc-reconciler
 	CDC_CHAOS=long $(CARGO) test --release --locked -p cdc-e2e-tests --test faults -- --nocapture
 
-bench: deps stack-up ## run the benchmarks (simulator, loader, transformer, extractor on the local stack); results as JSON under target/bench
+bench: deps stack-up ## run the benchmarks (simulator, loader, transformer, extractor, reconciler, the whole pipeline end to end on the local stack); results as JSON under target/bench
 	$(CARGO) run --release -p mssql-sim --example bench -- --rows 200000 --out $(CURDIR)/target/bench/mssql-sim.json
 	$(CARGO) bench -p cdc-loader --bench loader -- --rows 1000000 --out $(CURDIR)/target/bench/loader.json
 	$(CARGO) bench -p cdc-transformer --bench transformer -- --events 2000000 --out $(CURDIR)/target/bench/transformer.json
 	$(CARGO) bench -p cdc-extractor --bench extractor -- --rows 200000 --out $(CURDIR)/target/bench/extractor.json
 	$(CARGO) bench -p cdc-reconciler --bench reconciler -- --rows 1000000 --out $(CURDIR)/target/bench/reconciler.json
+	$(CARGO) build --release --bins -p cdc-extractor -p cdc-transformer -p cdc-loader -p cdc-reconciler
+	$(CARGO) bench -p cdc-e2e-tests --bench pipeline -- --rows 500000 --rate 10000 --lag-seconds 60 --out $(CURDIR)/target/bench/pipeline.json
 
 demo: build stack-up ## start the local stack and the four services
 	@scripts/dev/demo.sh
