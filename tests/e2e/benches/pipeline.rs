@@ -34,6 +34,8 @@
 mod report;
 #[path = "pipeline/sampler.rs"]
 mod sampler;
+#[path = "pipeline/visibility.rs"]
+mod visibility;
 #[path = "pipeline/workload.rs"]
 mod workload;
 
@@ -156,6 +158,8 @@ struct Lag {
     max: f64,
     mean: f64,
     p99_by_10s: Vec<f64>,
+    /// p50, p95, p99 from commit to visible on the raw and on the clean topic, seconds.
+    visible: Vec<(&'static str, [Option<f64>; 3])>,
     usage: Vec<Usage>,
 }
 
@@ -172,6 +176,10 @@ impl Lag {
                 "max": ms(self.max), "mean": ms(self.mean),
             },
             "p99_ms_by_10_seconds": self.p99_by_10s.iter().map(|s| ms(*s)).collect::<Vec<_>>(),
+            "commit_to_visible_ms": self.visible.iter().map(|(topic, [p50, p95, p99])| {
+                let ms = |s: &Option<f64>| s.map(ms);
+                ((*topic).to_owned(), json!({ "p50": ms(p50), "p95": ms(p95), "p99": ms(p99) }))
+            }).collect::<serde_json::Map<_, _>>(),
             "usage": report::usage_json(&self.usage),
         })
     }
@@ -395,6 +403,17 @@ async fn lag(
     ticks_per_second: f64,
 ) -> anyhow::Result<Lag> {
     let mut client = pipeline.sql().await;
+    let topics = cdc_model::topics::Topics::new(&pipeline.prefix)?;
+    let table = cdc_model::proto::TableId {
+        database: cdc_e2e_tests::DATABASE.to_owned(),
+        schema: "dbo".to_owned(),
+        table: "paced".to_owned(),
+    };
+    let watching = visibility::Visibility::start(
+        &cdc_test_harness::Stack::get().kafka_bootstrap,
+        vec![topics.raw(&table)?, topics.clean(&table)?],
+        visibility::now_micros(),
+    )?;
     let before = sampler.now();
     let paced = workload::write_paced(
         &mut client,
@@ -408,6 +427,12 @@ async fn lag(
         .wait_for_target(count, paced.rows, Duration::from_secs(300))
         .await;
     let after = sampler.now();
+    let mut delays = watching.stop()?;
+    let visible = ["raw topic", "clean topic"]
+        .into_iter()
+        .zip(delays.iter_mut())
+        .map(|(topic, d)| (topic, [0.5, 0.95, 0.99].map(|q| visibility::quantile(d, q))))
+        .collect();
     let pool = &pipeline.target.pool;
     let (percentiles, max, mean, rows): (Vec<f64>, f64, f64, i64) = sqlx::query_as(LAG_PERCENTILES)
         .fetch_one(pool)
@@ -429,6 +454,7 @@ async fn lag(
         max,
         mean,
         p99_by_10s,
+        visible,
         usage: report::usage(sampler, &before, &after, ticks_per_second),
     })
 }
@@ -531,6 +557,15 @@ impl Results<'_> {
             lag.max * 1e3,
             verdict(lag.p99 < 1.0 && s.rate == 10_000)
         ));
+        for (topic, [p50, p95, p99]) in &lag.visible {
+            let ms = |s: &Option<f64>| s.map_or("—".to_owned(), |s| format!("{:.0}", s * 1e3));
+            lines.push(format!(
+                "| lag to the {topic}: commit to visible to a read_committed consumer, p50 / p95 / p99 | — | {} / {} / {} ms |",
+                ms(p50),
+                ms(p95),
+                ms(p99)
+            ));
+        }
         lines.push(format!(
             "| the paced writer's rate, rows/s | {} | {} |",
             thousands(s.rate as f64),
