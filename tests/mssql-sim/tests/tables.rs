@@ -344,6 +344,47 @@ async fn key_equalities_find_exactly_the_rows_a_scan_would() {
 }
 
 #[tokio::test]
+async fn key_ranges_find_exactly_the_rows_a_scan_would() {
+    let (_target, mut client) = with_orders().await;
+    let rows: Vec<String> = (1..=20).map(|id| format!("({id}, N'c{id}')")).collect();
+    run(
+        &mut client,
+        &format!(
+            "INSERT INTO orders (id, customer) VALUES {}",
+            rows.join(", ")
+        ),
+    )
+    .await;
+    // (predicate, rows it matches): bounds of each kind, either side, tightest wins, empty.
+    let cases = [
+        ("id >= 5 AND id <= 8", 4),
+        ("id > 5 AND id < 8", 2),
+        ("id BETWEEN 18 AND 25", 3),
+        ("3 < id AND 6 >= id", 3),
+        ("id > 2 AND id > 15 AND id <= 16 AND id < 100", 1),
+        ("id >= 7 AND id < 7", 0),
+        ("id > 9 AND id < 3", 0),
+        ("id >= 10 AND customer = N'c12'", 1),
+        ("id BETWEEN @P1 AND @P2", 6),
+    ];
+    for (number, (predicate, expected)) in cases.iter().enumerate() {
+        let mark = format!("N'case{number}'");
+        let statement = format!("UPDATE orders SET customer = {mark} WHERE {predicate}");
+        let updated = client.execute(statement, &[&1i32, &6i32]).await.unwrap();
+        assert_eq!(updated.rows_affected(), &[*expected], "{predicate}");
+    }
+    let deleted = client
+        .execute("DELETE FROM orders WHERE id >= 19", &[])
+        .await
+        .unwrap();
+    assert_eq!(deleted.rows_affected(), &[2]);
+    assert_eq!(
+        ints(&mut client, "SELECT COUNT(*) FROM orders").await,
+        [Some(18)]
+    );
+}
+
+#[tokio::test]
 async fn identity_columns_number_rows_and_refuse_explicit_values() {
     let target = Target::new().await;
     let mut client = target.connect().await;

@@ -5,9 +5,12 @@ use sqlparser::ast::{
     AssignmentTarget, Delete, Expr, FromTable, Insert, SetExpr, TableFactor, TableObject, Update,
 };
 
+use std::ops::Bound;
 use std::sync::Arc;
 
-use super::catalog::{Catalog, Column, Row, RowAddress, RowKey, Table, TableAddress, write_row};
+use super::catalog::{
+    Catalog, Column, Row, RowAddress, RowKey, RowSlot, Table, TableAddress, write_row,
+};
 use super::convert::convert;
 use super::ddl::schema_and_table;
 use super::error::{self, SqlError};
@@ -272,21 +275,26 @@ pub fn matching_rows(
         .map(|p| Compiler::over(&table.columns, &[], parameters, None).condition(p))
         .transpose()?;
     let mut matches = Vec::new();
-    if let Some(key) = predicate
+    if let Some(seek) = predicate
         .as_ref()
-        .and_then(|p| key_point(p, &table.primary_key))
+        .and_then(|p| key_seek(p, &table.primary_key))
     {
-        // A seek on the clustered key, as SQL Server plans `WHERE key = constant`; the whole
-        // predicate still decides whether the one row it finds is a match.
-        if let Some((key, row)) = table
-            .rows
-            .get_key_value(&key)
-            .and_then(|(key, slot)| slot.visible(session).map(|row| (key, row)))
-            && predicate
+        // A seek on the clustered key, as SQL Server plans it; the whole predicate still
+        // decides whether each row it finds is a match.
+        let sought: Box<dyn Iterator<Item = (&RowKey, &RowSlot)>> = match seek {
+            KeySeek::Point(key) => Box::new(table.rows.get_key_value(&key).into_iter()),
+            KeySeek::Range(lower, upper) if empty_range(&lower, &upper) => {
+                Box::new(std::iter::empty())
+            }
+            KeySeek::Range(lower, upper) => Box::new(table.rows.range((lower, upper))),
+        };
+        for (key, row) in sought.filter_map(|(key, slot)| slot.visible(session).map(|r| (key, r))) {
+            if predicate
                 .as_ref()
                 .map_or(Ok(true), |p| p.holds(&Env::row(row, None)))?
-        {
-            matches.push((key.clone(), row.clone()));
+            {
+                matches.push((key.clone(), row.clone()));
+            }
         }
         return Ok(matches);
     }
@@ -302,27 +310,61 @@ pub fn matching_rows(
     Ok(matches)
 }
 
-/// The one primary key a predicate can match, when it is a conjunction holding an equality of
-/// each key column with a number (`id = 5 AND line_no = @p2 AND …`); `None` for anything else,
+/// Where on the clustered key a predicate's rows can be, as SQL Server's plans seek it.
+enum KeySeek {
+    /// One key: every key column is equal to a number.
+    Point(RowKey),
+    /// A range of a one-column key, from bounds on it.
+    Range(Bound<RowKey>, Bound<RowKey>),
+}
+
+/// The seek a predicate allows, when it is a conjunction (`… AND …`) holding an equality of
+/// each key column with a number (`id = 5 AND line_no = @p2`), or, for a one-column key,
+/// bounds on it (`id >= 10 AND id < 20`, `id BETWEEN 10 AND 20`); `None` for anything else,
 /// which is then scanned. Only exact numbers: they compare as the key orders them, while a
-/// string's equality depends on its collation.
-fn key_point(predicate: &Plan, primary_key: &[usize]) -> Option<RowKey> {
-    fn equalities<'p>(plan: &'p Plan, found: &mut Vec<(usize, &'p SqlValue)>) {
+/// string's equality depends on its collation. The whole predicate still decides which of
+/// the sought rows match.
+fn key_seek(predicate: &Plan, primary_key: &[usize]) -> Option<KeySeek> {
+    /// `column op value` comparisons of a conjunction, the column on the left.
+    fn comparisons<'p>(plan: &'p Plan, found: &mut Vec<(usize, Comparison, &'p SqlValue)>) {
+        let number = |plan: &'p Plan| match &plan.node {
+            Node::Constant(value @ (SqlValue::Int(_) | SqlValue::Decimal { .. })) => Some(value),
+            _ => None,
+        };
         match &plan.node {
             Node::And(left, right) => {
-                equalities(left, found);
-                equalities(right, found);
+                comparisons(left, found);
+                comparisons(right, found);
             }
             Node::Compare {
-                op: Comparison::Eq,
-                left,
-                right,
-                ..
+                op, left, right, ..
             } => match (&left.node, &right.node) {
-                (Node::Column(column), Node::Constant(value))
-                | (Node::Constant(value), Node::Column(column)) => found.push((*column, value)),
+                (Node::Column(column), _) => {
+                    if let Some(value) = number(right) {
+                        found.push((*column, *op, value));
+                    }
+                }
+                (_, Node::Column(column)) => {
+                    if let Some(value) = number(left) {
+                        found.push((*column, op.mirrored(), value));
+                    }
+                }
                 _ => {}
             },
+            Node::Between {
+                operand,
+                low,
+                high,
+                negated: false,
+                ..
+            } => {
+                if let (Node::Column(column), Some(low), Some(high)) =
+                    (&operand.node, number(low), number(high))
+                {
+                    found.push((*column, Comparison::Ge, low));
+                    found.push((*column, Comparison::Le, high));
+                }
+            }
             _ => {}
         }
     }
@@ -330,19 +372,76 @@ fn key_point(predicate: &Plan, primary_key: &[usize]) -> Option<RowKey> {
         return None;
     }
     let mut found = Vec::new();
-    equalities(predicate, &mut found);
-    primary_key
+    comparisons(predicate, &mut found);
+    let point: Option<Vec<SqlValue>> = primary_key
         .iter()
         .map(|column| {
             found
                 .iter()
-                .find(|(c, value)| {
-                    c == column && matches!(value, SqlValue::Int(_) | SqlValue::Decimal { .. })
-                })
-                .map(|(_, value)| (*value).clone())
+                .find(|(c, op, _)| c == column && *op == Comparison::Eq)
+                .map(|(_, _, value)| (*value).clone())
         })
-        .collect::<Option<Vec<_>>>()
-        .map(RowKey)
+        .collect();
+    if let Some(values) = point {
+        return Some(KeySeek::Point(RowKey(values)));
+    }
+    let [column] = primary_key else {
+        return None;
+    };
+    let key = |value: &SqlValue| RowKey(vec![value.clone()]);
+    let mut lower: Bound<RowKey> = Bound::Unbounded;
+    let mut upper: Bound<RowKey> = Bound::Unbounded;
+    for (_, op, value) in found.iter().filter(|(c, _, _)| c == column) {
+        let candidate = key(value);
+        match op {
+            Comparison::Gt | Comparison::Ge => {
+                let tighter = match &lower {
+                    Bound::Unbounded => true,
+                    Bound::Included(k) | Bound::Excluded(k) => {
+                        candidate > *k || (candidate == *k && *op == Comparison::Gt)
+                    }
+                };
+                if tighter {
+                    lower = if *op == Comparison::Gt {
+                        Bound::Excluded(candidate)
+                    } else {
+                        Bound::Included(candidate)
+                    };
+                }
+            }
+            Comparison::Lt | Comparison::Le => {
+                let tighter = match &upper {
+                    Bound::Unbounded => true,
+                    Bound::Included(k) | Bound::Excluded(k) => {
+                        candidate < *k || (candidate == *k && *op == Comparison::Lt)
+                    }
+                };
+                if tighter {
+                    upper = if *op == Comparison::Lt {
+                        Bound::Excluded(candidate)
+                    } else {
+                        Bound::Included(candidate)
+                    };
+                }
+            }
+            Comparison::Eq | Comparison::Ne => {}
+        }
+    }
+    match (&lower, &upper) {
+        (Bound::Unbounded, Bound::Unbounded) => None,
+        _ => Some(KeySeek::Range(lower, upper)),
+    }
+}
+
+/// Whether a range from `lower` to `upper` holds no key (`BTreeMap::range` refuses those).
+fn empty_range(lower: &Bound<RowKey>, upper: &Bound<RowKey>) -> bool {
+    match (lower, upper) {
+        (Bound::Included(l), Bound::Included(u)) => l > u,
+        (Bound::Included(l) | Bound::Excluded(l), Bound::Included(u) | Bound::Excluded(u)) => {
+            l >= u
+        }
+        _ => false,
+    }
 }
 
 /// Converts a value to its column's type, refusing strings and binaries that would be cut (2628).

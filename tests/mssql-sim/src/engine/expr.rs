@@ -136,6 +136,17 @@ pub enum Comparison {
 }
 
 impl Comparison {
+    /// The operator with its operands swapped (`a < b` is `b > a`).
+    pub fn mirrored(self) -> Comparison {
+        match self {
+            Comparison::Lt => Comparison::Gt,
+            Comparison::Le => Comparison::Ge,
+            Comparison::Gt => Comparison::Lt,
+            Comparison::Ge => Comparison::Le,
+            other => other,
+        }
+    }
+
     fn holds(self, ordering: Ordering) -> bool {
         match self {
             Comparison::Eq => ordering.is_eq(),
