@@ -198,18 +198,8 @@ impl Injector {
                 let Some(status) = self.pipeline.instance_mut(service, number).exited() else {
                     continue;
                 };
-                let tail: String = self
-                    .pipeline
-                    .instance(service, number)
-                    .output()
-                    .lines()
-                    .rev()
-                    .take(15)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                    .collect::<Vec<_>>()
-                    .join("\n");
+                let tail =
+                    cdc_e2e_tests::tail(&self.pipeline.instance(service, number).output(), 15);
                 let what = format!("{service} {number} exited by itself with {status}");
                 self.unplanned_exits.push(format!("{what}:\n{tail}"));
                 self.note(format!("{what}; restarting it"));

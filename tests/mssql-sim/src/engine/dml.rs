@@ -5,6 +5,7 @@ use sqlparser::ast::{
     AssignmentTarget, Delete, Expr, FromTable, Insert, SetExpr, TableFactor, TableObject, Update,
 };
 
+use std::cmp::Ordering;
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -274,31 +275,21 @@ pub fn matching_rows(
     let predicate = selection
         .map(|p| Compiler::over(&table.columns, &[], parameters, None).condition(p))
         .transpose()?;
-    let mut matches = Vec::new();
-    if let Some(seek) = predicate
+    // A seek on the clustered key where SQL Server would plan one, otherwise a scan; the whole
+    // predicate decides for each row either finds.
+    let candidates: Box<dyn Iterator<Item = (&RowKey, &RowSlot)>> = match predicate
         .as_ref()
         .and_then(|p| key_seek(p, &table.primary_key))
     {
-        // A seek on the clustered key, as SQL Server plans it; the whole predicate still
-        // decides whether each row it finds is a match.
-        let sought: Box<dyn Iterator<Item = (&RowKey, &RowSlot)>> = match seek {
-            KeySeek::Point(key) => Box::new(table.rows.get_key_value(&key).into_iter()),
-            KeySeek::Range(lower, upper) if empty_range(&lower, &upper) => {
-                Box::new(std::iter::empty())
-            }
-            KeySeek::Range(lower, upper) => Box::new(table.rows.range((lower, upper))),
-        };
-        for (key, row) in sought.filter_map(|(key, slot)| slot.visible(session).map(|r| (key, r))) {
-            if predicate
-                .as_ref()
-                .map_or(Ok(true), |p| p.holds(&Env::row(row, None)))?
-            {
-                matches.push((key.clone(), row.clone()));
-            }
+        Some(KeySeek::Point(key)) => Box::new(table.rows.get_key_value(&key).into_iter()),
+        Some(KeySeek::Range(lower, upper)) if empty_range(&lower, &upper) => {
+            Box::new(std::iter::empty())
         }
-        return Ok(matches);
-    }
-    for (key, row) in table.visible_rows(session) {
+        Some(KeySeek::Range(lower, upper)) => Box::new(table.rows.range((lower, upper))),
+        None => Box::new(table.rows.iter()),
+    };
+    let mut matches = Vec::new();
+    for (key, row) in candidates.filter_map(|(key, slot)| slot.visible(session).map(|r| (key, r))) {
         let keep = match &predicate {
             None => true,
             Some(predicate) => predicate.holds(&Env::row(row, None))?,
@@ -392,44 +383,35 @@ fn key_seek(predicate: &Plan, primary_key: &[usize]) -> Option<KeySeek> {
     let mut lower: Bound<RowKey> = Bound::Unbounded;
     let mut upper: Bound<RowKey> = Bound::Unbounded;
     for (_, op, value) in found.iter().filter(|(c, _, _)| c == column) {
-        let candidate = key(value);
         match op {
-            Comparison::Gt | Comparison::Ge => {
-                let tighter = match &lower {
-                    Bound::Unbounded => true,
-                    Bound::Included(k) | Bound::Excluded(k) => {
-                        candidate > *k || (candidate == *k && *op == Comparison::Gt)
-                    }
-                };
-                if tighter {
-                    lower = if *op == Comparison::Gt {
-                        Bound::Excluded(candidate)
-                    } else {
-                        Bound::Included(candidate)
-                    };
-                }
-            }
-            Comparison::Lt | Comparison::Le => {
-                let tighter = match &upper {
-                    Bound::Unbounded => true,
-                    Bound::Included(k) | Bound::Excluded(k) => {
-                        candidate < *k || (candidate == *k && *op == Comparison::Lt)
-                    }
-                };
-                if tighter {
-                    upper = if *op == Comparison::Lt {
-                        Bound::Excluded(candidate)
-                    } else {
-                        Bound::Included(candidate)
-                    };
-                }
-            }
+            Comparison::Gt => tighten(&mut lower, Bound::Excluded(key(value)), Ordering::Greater),
+            Comparison::Ge => tighten(&mut lower, Bound::Included(key(value)), Ordering::Greater),
+            Comparison::Lt => tighten(&mut upper, Bound::Excluded(key(value)), Ordering::Less),
+            Comparison::Le => tighten(&mut upper, Bound::Included(key(value)), Ordering::Less),
             Comparison::Eq | Comparison::Ne => {}
         }
     }
     match (&lower, &upper) {
         (Bound::Unbounded, Bound::Unbounded) => None,
         _ => Some(KeySeek::Range(lower, upper)),
+    }
+}
+
+/// Replaces `bound` with `candidate` when that excludes more: its key lies further `inward`
+/// (`Greater` for a lower bound, `Less` for an upper one), or at the same key it is exclusive.
+fn tighten(bound: &mut Bound<RowKey>, candidate: Bound<RowKey>, inward: Ordering) {
+    let tighter = match (&*bound, &candidate) {
+        (Bound::Unbounded, _) => true,
+        (Bound::Included(old) | Bound::Excluded(old), Bound::Included(new)) => {
+            new.cmp(old) == inward
+        }
+        (Bound::Included(old) | Bound::Excluded(old), Bound::Excluded(new)) => {
+            new.cmp(old) != inward.reverse()
+        }
+        (_, Bound::Unbounded) => false,
+    };
+    if tighter {
+        *bound = candidate;
     }
 }
 
