@@ -50,13 +50,21 @@ pub struct ApplySettings {
 pub struct Applier {
     settings: ApplySettings,
     connector: Connector,
-    connection: Option<PgConnection>,
-    session: Session,
+    /// The open PostgreSQL session, if any. The connection and what is known about its session
+    /// (stage tables, definitions) live and die together: a stage table recorded for a session
+    /// that is gone would make the next batch fail with "relation does not exist".
+    live: Option<LiveSession>,
     preparer: Preparer,
     tables: Tables,
     dead_letters: DeadLetterSink,
     source: Option<mpsc::Sender<SourceCommand>>,
     shutdown: CancellationToken,
+}
+
+/// One PostgreSQL connection and what its session holds.
+struct LiveSession {
+    connection: PgConnection,
+    session: Session,
 }
 
 /// What lives as long as one PostgreSQL session: stage tables and cached table definitions.
@@ -117,8 +125,7 @@ impl Applier {
         Applier {
             settings,
             connector,
-            connection: None,
-            session: Session::default(),
+            live: None,
             preparer,
             tables,
             dead_letters,
@@ -168,7 +175,7 @@ impl Applier {
                 Err(AttemptError::Transient(reason)) => {
                     ::metrics::counter!(metrics::RETRIES).increment(1);
                     tracing::warn!(error = %reason, backoff_ms = backoff.as_millis() as u64, "batch failed; retrying");
-                    self.reset_session();
+                    // The failed attempt dropped its connection, and with it the session.
                     tokio::select! {
                         () = tokio::time::sleep(backoff) => {}
                         () = self.shutdown.cancelled() => return false,
@@ -180,21 +187,27 @@ impl Applier {
         }
     }
 
-    fn reset_session(&mut self) {
-        self.connection = None;
-        self.session = Session::default();
-    }
-
-    /// The session's connection, taken out for one transaction (put back after it commits; a
-    /// failed transaction drops it, which also ends the session's temporary tables).
-    async fn take_connection(&mut self) -> Result<PgConnection, AttemptError> {
-        if let Some(connection) = self.connection.take() {
-            return Ok(connection);
+    /// The session, taken out for one transaction (put back after it commits; a failed
+    /// transaction drops it, which also ends its temporary tables). A new connection starts
+    /// with an empty session.
+    async fn take_session(&mut self) -> Result<LiveSession, AttemptError> {
+        if let Some(live) = self.live.take() {
+            return Ok(live);
         }
-        self.session = Session::default();
         let mut connection = self.connector.connect().await?;
         crate::store::bootstrap(&mut connection, &self.settings.state_schema).await?;
-        Ok(connection)
+        Ok(LiveSession {
+            connection,
+            session: Session::default(),
+        })
+    }
+
+    /// Puts the session back after its transaction committed: the stage tables that transaction
+    /// created now exist for the session.
+    fn put_back(&mut self, mut live: LiveSession) {
+        let pending = std::mem::take(&mut live.session.pending_stages);
+        live.session.created_stages.extend(pending);
+        self.live = Some(live);
     }
 
     /// One try at the whole batch in one transaction.
@@ -206,11 +219,13 @@ impl Applier {
         let (prepared, spans) = (&batch.prepared, &batch.partitions);
         let mut outcome = Outcome::default();
         let mut excluded: HashSet<PartitionId> = HashSet::new();
-        let mut session = std::mem::take(&mut self.session);
         let settings = self.settings.clone();
         let tables = self.tables.clone();
-        let mut held = self.take_connection().await?;
-        let connection = &mut held;
+        let mut live = self.take_session().await?;
+        let LiveSession {
+            connection,
+            session,
+        } = &mut live;
         let result = async {
             sqlx::query("BEGIN").execute(&mut *connection).await?;
             outcome.stale = check_offsets(connection, &settings, spans).await?;
@@ -229,7 +244,7 @@ impl Applier {
                     group
                 };
                 let mut group_dead = Vec::new();
-                match apply_table(connection, &mut session, &settings, target, group, &mut group_dead).await? {
+                match apply_table(connection, session, &settings, target, group, &mut group_dead).await? {
                     TableResult::Applied { ddl } => {
                         outcome.ddl_statements.push((target.clone(), ddl));
                         let dead_keys: HashSet<&Provenance> = group_dead.iter().map(|d| &d.record.provenance).collect();
@@ -283,11 +298,7 @@ impl Applier {
         }
         .await;
         result?;
-        session
-            .created_stages
-            .extend(session.pending_stages.drain(..));
-        self.session = session;
-        self.connection = Some(held);
+        self.put_back(live);
         Ok(outcome)
     }
 
@@ -360,17 +371,18 @@ impl Applier {
     /// Removes delete tombstones older than the retention.
     pub async fn prune_tombstones(&mut self, retention_hours: u64) -> Result<u64, String> {
         let sql = statements::prune_tombstones(&self.settings.state_schema);
-        let mut connection = self
-            .take_connection()
+        let mut live = self
+            .take_session()
             .await
             .map_err(|AttemptError::Transient(e)| e)?;
+        // On error `live` is dropped: the connection and its session end together.
         let pruned = sqlx::query(AssertSqlSafe(sql))
             .bind(i32::try_from(retention_hours).unwrap_or(i32::MAX))
-            .execute(&mut connection)
+            .execute(&mut live.connection)
             .await
             .map(|r| r.rows_affected())
             .map_err(|e| e.to_string())?;
-        self.connection = Some(connection);
+        self.put_back(live);
         Ok(pruned)
     }
 }

@@ -111,6 +111,9 @@ pub struct TargetConfig {
     /// How long delete tombstones are kept; a re-snapshot must finish within it.
     #[serde(default = "default_tombstone_retention_hours")]
     pub tombstone_retention_hours: u64,
+    /// How often old tombstones are pruned and the lag gauges refreshed.
+    #[serde(default = "default_housekeeping_interval_ms")]
+    pub housekeeping_interval_ms: u64,
 }
 
 impl Default for TargetConfig {
@@ -122,6 +125,7 @@ impl Default for TargetConfig {
             delete_mode: default_delete_mode(),
             dropped_columns: default_dropped_columns(),
             tombstone_retention_hours: default_tombstone_retention_hours(),
+            housekeeping_interval_ms: default_housekeeping_interval_ms(),
         }
     }
 }
@@ -148,6 +152,10 @@ fn default_dropped_columns() -> DroppedColumns {
 
 fn default_tombstone_retention_hours() -> u64 {
     7 * 24
+}
+
+fn default_housekeeping_interval_ms() -> u64 {
+    30_000
 }
 
 /// Batching: a batch closes at whichever limit comes first.
@@ -282,6 +290,12 @@ impl LoaderConfig {
                 self.retry.max_backoff_ms,
                 1,
                 600_000,
+            ),
+            (
+                "target.housekeeping_interval_ms",
+                self.target.housekeeping_interval_ms,
+                100,
+                3_600_000,
             ),
             (
                 "postgres.connect_timeout_ms",

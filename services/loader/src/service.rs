@@ -33,8 +33,6 @@ pub const SPEC: ServiceSpec = ServiceSpec {
 
 /// Status component of the PostgreSQL connection.
 const POSTGRES_COMPONENT: &str = "postgres";
-/// How often tombstones are pruned and lag gauges refreshed.
-const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Starts the loader (the kit calls this once configuration and secrets are ready).
 pub async fn start(context: ServiceContext<LoaderConfig>) -> anyhow::Result<Started> {
@@ -125,7 +123,10 @@ pub async fn start(context: ServiceContext<LoaderConfig>) -> anyhow::Result<Star
         preparer,
         connector,
         state_schema: config.target.state_schema.clone(),
-        tombstone_retention_hours: config.target.tombstone_retention_hours,
+        housekeeping: Housekeeping {
+            tombstone_retention_hours: config.target.tombstone_retention_hours,
+            interval: Duration::from_millis(config.target.housekeeping_interval_ms),
+        },
         dead_letter_topic: topics.dlq_loader(),
         state: context.state.clone(),
         shutdown: context.shutdown.clone(),
@@ -140,12 +141,19 @@ pub async fn start(context: ServiceContext<LoaderConfig>) -> anyhow::Result<Star
     })
 }
 
+/// What the first session does besides applying, and how often.
+#[derive(Clone, Copy)]
+struct Housekeeping {
+    tombstone_retention_hours: u64,
+    interval: Duration,
+}
+
 struct Work {
     appliers: Vec<Applier>,
     preparer: Preparer,
     connector: Connector,
     state_schema: String,
-    tombstone_retention_hours: u64,
+    housekeeping: Housekeeping,
     dead_letter_topic: String,
     state: ServiceState,
     shutdown: CancellationToken,
@@ -165,7 +173,7 @@ impl Work {
         let Work {
             appliers,
             preparer,
-            tombstone_retention_hours,
+            housekeeping,
             dead_letter_topic,
             state,
             shutdown,
@@ -186,7 +194,7 @@ impl Work {
             )));
             let worker = ApplyWorker {
                 applier,
-                tombstone_retention_hours,
+                housekeeping,
                 dead_letter_topic: dead_letter_topic.clone(),
                 state: state.clone(),
                 shutdown: shutdown.clone(),
@@ -275,7 +283,7 @@ async fn dispatch(
 /// One PostgreSQL session applying its share of the batches.
 struct ApplyWorker {
     applier: Applier,
-    tombstone_retention_hours: u64,
+    housekeeping: Housekeeping,
     dead_letter_topic: String,
     state: ServiceState,
     shutdown: CancellationToken,
@@ -288,7 +296,7 @@ impl ApplyWorker {
         mut requests: Option<tokio::sync::mpsc::Receiver<ApplierRequest>>,
     ) {
         let serves_control = requests.is_some();
-        let mut housekeeping = tokio::time::interval(HOUSEKEEPING_INTERVAL);
+        let mut housekeeping = tokio::time::interval(self.housekeeping.interval);
         loop {
             tokio::select! {
                 batch = prepared.recv() => match batch {
@@ -344,7 +352,7 @@ impl ApplyWorker {
         }
         match self
             .applier
-            .prune_tombstones(self.tombstone_retention_hours)
+            .prune_tombstones(self.housekeeping.tombstone_retention_hours)
             .await
         {
             Ok(0) => {}

@@ -186,3 +186,52 @@ async fn tables_and_columns_with_hostile_names_are_created_and_written() {
         vec![(1, "a".into(), "ü".into(), "'x'".into(), "0.01".into())]
     );
 }
+
+/// A session lost while idle (here: killed by the server between batches) is first noticed by
+/// housekeeping; the next batch must start a new session, stage tables included, rather than
+/// reuse what it knew of the old one ("relation _cdc_stage_1 does not exist" paused the table).
+#[tokio::test]
+async fn a_session_lost_between_batches_is_replaced_with_its_stage_tables() {
+    let mut fixture = Fixture::new().await;
+    let table = source_table("shop", "dbo", "orders");
+    let topic = fixture.table_topic(&table, 1).await;
+    let mut events = Events::new(orders(&table));
+    fixture.publish_schema(&events.schema).await;
+    let loader =
+        fixture.start_loader("[batch]\nappliers = 1\n\n[target]\nhousekeeping_interval_ms = 200\n");
+    let first: Vec<_> = (1..=50)
+        .map(|id| events.insert(id_note(id, "first")))
+        .collect();
+    fixture.send(&topic, &first).await;
+    fixture.wait_caught_up(&topic, &loader, CATCH_UP).await;
+
+    let terminated: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND application_name LIKE 'cdc-loader/%') AS t",
+    )
+    .fetch_one(&fixture.db.pool)
+    .await
+    .unwrap();
+    assert!(terminated >= 1, "no loader session to terminate");
+    support::eventually(
+        "housekeeping to notice the lost session",
+        &loader,
+        CATCH_UP,
+        || async { loader.output().contains("cannot prune delete tombstones") },
+    )
+    .await;
+
+    let second: Vec<_> = (1..=50)
+        .map(|id| events.update(id_note(id, "first"), id_note(id, "second")))
+        .collect();
+    fixture.send(&topic, &second).await;
+    fixture.wait_caught_up(&topic, &loader, CATCH_UP).await;
+    let expected: BTreeMap<i64, Option<String>> =
+        (1..=50).map(|id| (id, Some("second".to_owned()))).collect();
+    assert_eq!(fixture.id_note_rows("public.orders").await, expected);
+    assert!(
+        !loader.output().contains("table paused"),
+        "the table was paused:\n{}",
+        loader.output()
+    );
+}

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use sqlx::{AssertSqlSafe, Row};
 
-use super::{Applier, AttemptError, TableResult, apply_table};
+use super::{Applier, AttemptError, LiveSession, TableResult, apply_table};
 use crate::dead_letters::{DeadLetter, StoredLetter};
 use crate::event::{Provenance, Record};
 
@@ -31,7 +31,7 @@ impl Applier {
         match self.try_replay(dlq_topic, &letters).await {
             Ok(results) => results,
             Err(AttemptError::Transient(reason)) => {
-                self.reset_session();
+                // The failed transaction dropped its connection, and with it the session.
                 letters
                     .iter()
                     .map(|l| ReplayResult {
@@ -74,11 +74,14 @@ impl Applier {
         for dead in &prepared.dead {
             note(&dead.record.provenance, false, dead.reason.clone());
         }
-        let mut session = std::mem::take(&mut self.session);
         let settings = self.settings.clone();
         let tables = self.tables.clone();
-        let mut transaction = self.take_connection().await?;
-        sqlx::query("BEGIN").execute(&mut transaction).await?;
+        let mut live = self.take_session().await?;
+        let LiveSession {
+            connection: transaction,
+            session,
+        } = &mut live;
+        sqlx::query("BEGIN").execute(&mut *transaction).await?;
         let state = crate::naming::quote_ident(&settings.state_schema);
         for (target, group) in &prepared.groups {
             if let Some(reason) = tables.paused_reason(target) {
@@ -89,15 +92,8 @@ impl Applier {
                 continue;
             }
             let mut dead = Vec::new();
-            let result = apply_table(
-                &mut transaction,
-                &mut session,
-                &settings,
-                target,
-                group,
-                &mut dead,
-            )
-            .await?;
+            let result =
+                apply_table(transaction, session, &settings, target, group, &mut dead).await?;
             let failed: HashMap<&Provenance, &DeadLetter> =
                 dead.iter().map(|d| (&d.record.provenance, d)).collect();
             for event in &group.events {
@@ -132,16 +128,12 @@ impl Applier {
                 .bind(dlq_topic)
                 .bind(letter.partition)
                 .bind(letter.offset)
-                .execute(&mut transaction)
+                .execute(&mut *transaction)
                 .await?;
             }
         }
-        sqlx::query("COMMIT").execute(&mut transaction).await?;
-        session
-            .created_stages
-            .extend(session.pending_stages.drain(..));
-        self.session = session;
-        self.connection = Some(transaction);
+        sqlx::query("COMMIT").execute(&mut *transaction).await?;
+        self.put_back(live);
         Ok(letters
             .iter()
             .filter_map(|l| results.remove(&l.id()))
@@ -151,18 +143,18 @@ impl Applier {
     /// Which of these dead letters were already replayed.
     pub async fn replayed(&mut self, dlq_topic: &str) -> Result<HashSet<(i32, i64)>, String> {
         let state = crate::naming::quote_ident(&self.settings.state_schema);
-        let mut connection = self
-            .take_connection()
+        let mut live = self
+            .take_session()
             .await
             .map_err(|AttemptError::Transient(e)| e)?;
         let rows = sqlx::query(AssertSqlSafe(format!(
             "SELECT dlq_partition, dlq_offset FROM {state}.replayed_dead_letters WHERE dlq_topic = $1"
         )))
         .bind(dlq_topic)
-        .fetch_all(&mut connection)
+        .fetch_all(&mut live.connection)
         .await
         .map_err(|e| e.to_string())?;
-        self.connection = Some(connection);
+        self.put_back(live);
         rows.iter()
             .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
             .collect::<Result<_, sqlx::Error>>()
