@@ -71,7 +71,13 @@ impl ServiceProcess {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("service exited early with {status}:\n{}", self.output());
             }
-            if TcpStream::connect_timeout(&self.grpc, Duration::from_millis(200)).is_ok() {
+            // The port answering is not enough: something else may hold it (then this service
+            // fails to bind and exits). Its own "started" line names the address it bound.
+            if TcpStream::connect_timeout(&self.grpc, Duration::from_millis(200)).is_ok()
+                && self
+                    .output()
+                    .contains(&format!("\"grpc\":\"{}\"", self.grpc))
+            {
                 return;
             }
             std::thread::sleep(Duration::from_millis(100));
