@@ -26,6 +26,8 @@ pub const COMMIT_DURATION: &str = "cdc_transformer_commit_duration_seconds";
 pub const LAG: &str = "cdc_transformer_lag_seconds";
 /// Rebalances of the consumer group seen by this instance, by kind (`assign`, `revoke`).
 pub const REBALANCES: &str = "cdc_transformer_rebalances_total";
+/// In-process restarts of the loop after its producer was fenced.
+pub const PIPELINE_RESTARTS: &str = "cdc_transformer_pipeline_restarts_total";
 
 /// Describes every transformer metric.
 pub fn describe() {
@@ -55,6 +57,17 @@ pub fn describe() {
         REBALANCES,
         "Rebalances of the consumer group, by kind (assign, revoke)."
     );
+    metrics::describe_counter!(
+        PIPELINE_RESTARTS,
+        "In-process restarts of the loop after its producer was fenced."
+    );
+    // Zero until the first fence, so that increase() sees the first one.
+    metrics::counter!(PIPELINE_RESTARTS).increment(0);
+}
+
+/// Counts one in-process restart of the loop after a fence.
+pub fn pipeline_restarted() {
+    metrics::counter!(PIPELINE_RESTARTS).increment(1);
 }
 
 /// Counts one aborted transaction.

@@ -14,6 +14,13 @@
 //! finished and the open transaction aborted before the next record is used, so nothing it
 //! produced survives and the partitions' new owner starts from the committed offsets. A stale
 //! instance is fenced by the broker (its consumer generation is checked with the offsets).
+//!
+//! A producer the broker fenced cannot be used again. That happens to a live instance too:
+//! a Kafka outage longer than the transaction timeout makes the coordinator abort the open
+//! transaction and bump the producer's epoch. Then the loop starts over in-process, exactly as
+//! a restarted process would: new producers (whose `init_transactions` takes the ids back), a
+//! new group member, reading from the committed offsets. Being fenced again and again means
+//! another live instance shares the transactional id; then the service stops.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -47,13 +54,20 @@ const RETRY_BACKOFF: Duration = Duration::from_secs(1);
 const CHUNK: usize = 4096;
 /// Chunks transformed ahead of producing (bounds memory: about 6 × 4096 records).
 const MAX_PENDING_CHUNKS: usize = 6;
+/// In-process restarts after being fenced allowed within [`FENCED_WINDOW`].
+const MAX_FENCED_RESTARTS: usize = 5;
+/// The window [`MAX_FENCED_RESTARTS`] counts over.
+const FENCED_WINDOW: Duration = Duration::from_secs(600);
+
+/// Creates the two transactional producers that take turns (called again after a fence).
+pub type OutputFactory = Box<dyn Fn() -> Result<[Output; 2], KafkaError> + Send>;
 
 /// What the loop needs.
 pub struct PipelineSetup {
     /// Group consumer settings (group id and extra properties included).
     pub consumer_config: ClientConfig,
     /// The producing side: two transactional producers that take turns.
-    pub outputs: [Output; 2],
+    pub outputs: OutputFactory,
     /// Subscription, a librdkafka regular expression over raw topic names.
     pub topic_pattern: String,
     /// Transaction sizes.
@@ -92,13 +106,17 @@ impl ConsumerContext for RebalanceWatch {
 
 type GroupConsumer = BaseConsumer<RebalanceWatch>;
 
-/// A failure that ends the loop: the service stops with it.
+/// A failure that ends the loop.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
-    /// Kafka refused a client or a fatal transaction error (fenced by another instance with
-    /// the same transactional id); restarting after fixing the cause helps.
+    /// Kafka refused a client; restarting after fixing the cause helps.
     #[error("{0}")]
     Kafka(String),
+    /// A fatal transaction error: the producer was fenced (after a Kafka outage longer than
+    /// the transaction timeout, or by another instance with the same transactional id). The
+    /// loop starts over with new producers; repeated, the service stops with it.
+    #[error("{0}")]
+    Fenced(String),
 }
 
 /// The open transaction's bookkeeping.
@@ -142,8 +160,37 @@ struct InFlight {
     delivered: bool,
 }
 
-/// Runs the loop until `shutdown`; blocking.
+/// Runs the loop until `shutdown`, starting it over after a fence; blocking.
 pub fn run(setup: PipelineSetup) -> Result<(), PipelineError> {
+    let mut fenced_at: VecDeque<Instant> = VecDeque::new();
+    loop {
+        match run_once(&setup) {
+            Err(PipelineError::Fenced(reason)) if !setup.shutdown.is_cancelled() => {
+                fenced_at.retain(|at| at.elapsed() < FENCED_WINDOW);
+                if fenced_at.len() >= MAX_FENCED_RESTARTS {
+                    return Err(PipelineError::Fenced(format!(
+                        "fenced {} times within {} s; another live instance likely uses the same transactional id: {reason}",
+                        fenced_at.len() + 1,
+                        FENCED_WINDOW.as_secs()
+                    )));
+                }
+                fenced_at.push_back(Instant::now());
+                crate::metrics::pipeline_restarted();
+                tracing::warn!(error = %reason, "producer fenced; starting over with new producers from the committed offsets");
+                setup.state.set_component(
+                    PIPELINE_COMPONENT,
+                    State::Degraded,
+                    format!("restarting after a fence: {reason}"),
+                );
+                std::thread::sleep(RETRY_BACKOFF);
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+/// One life of the loop: its own consumer group member and producers.
+fn run_once(setup: &PipelineSetup) -> Result<(), PipelineError> {
     let PipelineSetup {
         consumer_config,
         outputs,
@@ -153,14 +200,17 @@ pub fn run(setup: PipelineSetup) -> Result<(), PipelineError> {
         state,
         shutdown,
     } = setup;
+    let (engine, state, batch) = (engine.clone(), state.clone(), batch.clone());
+    let outputs =
+        outputs().map_err(|e| PipelineError::Kafka(format!("cannot create the producers: {e}")))?;
     let consumer: GroupConsumer = consumer_config
         .create_with_context(RebalanceWatch::default())
         .map_err(|e| PipelineError::Kafka(format!("cannot create the consumer: {e}")))?;
     for output in &outputs {
-        init_transactions(output, &state, &shutdown)?;
+        init_transactions(output, &state, shutdown)?;
     }
     consumer
-        .subscribe(&[&topic_pattern])
+        .subscribe(&[topic_pattern])
         .map_err(|e| PipelineError::Kafka(format!("cannot subscribe to {topic_pattern}: {e}")))?;
     state.set_component(PIPELINE_COMPONENT, State::Running, "consuming");
     let pool = Pool::new(&engine, batch.transform_threads)
@@ -182,7 +232,7 @@ pub fn run(setup: PipelineSetup) -> Result<(), PipelineError> {
         batch,
         paused: false,
     };
-    let outcome = lp.run(&shutdown);
+    let outcome = lp.run(shutdown);
     let finished = lp.finish_in_flight();
     outcome.and(finished.map(drop))
 }
@@ -196,7 +246,7 @@ fn init_transactions(
         match output.producer().init_transactions(TRANSACTION_TIMEOUT) {
             Ok(()) => return Ok(()),
             Err(e) if is_fatal(&e) => {
-                return Err(PipelineError::Kafka(format!(
+                return Err(PipelineError::Fenced(format!(
                     "cannot initialise transactions: {e}"
                 )));
             }
@@ -626,7 +676,12 @@ impl Loop {
             let mut attempts = 0;
             while let Err(e) = output.producer().abort_transaction(TRANSACTION_TIMEOUT) {
                 attempts += 1;
-                if is_fatal(&e) || attempts >= 3 {
+                if is_fatal(&e) {
+                    return Err(PipelineError::Fenced(format!(
+                        "cannot abort the transaction: {e}"
+                    )));
+                }
+                if attempts >= 3 {
                     return Err(PipelineError::Kafka(format!(
                         "cannot abort the transaction: {e}"
                     )));
@@ -689,8 +744,8 @@ fn starts_of<'a>(items: impl IntoIterator<Item = &'a Owned>) -> BTreeMap<Partiti
 }
 
 fn fatal(error: &KafkaError) -> PipelineError {
-    PipelineError::Kafka(format!(
-        "the transaction cannot commit and the producer cannot go on (another instance may use the same transactional id): {error}"
+    PipelineError::Fenced(format!(
+        "the transaction cannot commit and the producer cannot go on: {error}"
     ))
 }
 

@@ -55,18 +55,27 @@ pub async fn start(context: ServiceContext<TransformerConfig>) -> anyhow::Result
     let transactional_id = config.transactional_id(context.state.instance_id());
     // Two producers take turns so that one commits while the other is filled; the second's
     // id is derived from the first, so both stay stable across restarts.
-    let make_output = |id: &str| {
-        Output::new(
-            &producer_config(&config, id),
-            Arc::clone(&creator),
-            topics.schemas(),
-            topics.dlq_transformer(),
-        )
-    };
-    let outputs = [
-        make_output(&transactional_id)?,
-        make_output(&format!("{transactional_id}-1"))?,
+    let producer_configs = [
+        producer_config(&config, &transactional_id),
+        producer_config(&config, &format!("{transactional_id}-1")),
     ];
+    let outputs: crate::pipeline::OutputFactory = {
+        let (creator, topics) = (Arc::clone(&creator), topics.clone());
+        Box::new(move || {
+            let make_output = |producer: &ClientConfig| {
+                Output::new(
+                    producer,
+                    Arc::clone(&creator),
+                    topics.schemas(),
+                    topics.dlq_transformer(),
+                )
+            };
+            Ok([
+                make_output(&producer_configs[0])?,
+                make_output(&producer_configs[1])?,
+            ])
+        })
+    };
     let dead_letters = DeadLetterQueue {
         client_config: client_config.clone(),
         topic: topics.dlq_transformer(),

@@ -119,3 +119,60 @@ async fn a_rebalance_between_two_instances_loses_and_duplicates_nothing() {
     let ((), second) = tokio::join!(sending, scaling);
     check_exactly_once(&fixture, &clean, &workload.events, &second.output());
 }
+
+/// Another producer taking the instance's transactional ids fences its producers, as a Kafka
+/// outage longer than the transaction timeout does: the instance starts over in-process from
+/// the committed offsets, stays up, and still delivers every event once.
+#[tokio::test]
+async fn a_fenced_instance_starts_over_and_loses_and_duplicates_nothing() {
+    use rdkafka::producer::{BaseProducer, Producer};
+
+    let mut fixture = Fixture::new().await;
+    let table = source_table("shop", "dbo", "orders");
+    let raw = fixture.raw_topic(&table, 4).await;
+    let mut events = Events::new(orders(&table));
+    fixture.publish_schema(&events.schema).await;
+    let workload = Workload::random(&mut events, seed(), 500, 12_000);
+    let clean = fixture.names.clean(&table).unwrap();
+    let mut transformer = fixture.start("a", RULE);
+    let transactional_id = format!("{}-a", fixture.topics.prefix);
+    let sending = send_slowly(&fixture, &raw, &workload.events);
+    let fencing = async {
+        for round in 0..3u64 {
+            tokio::time::sleep(Duration::from_millis(700 + 200 * round)).await;
+            // Both of the instance's producers: `<id>` and `<id>-1`.
+            let id = if round % 2 == 0 {
+                transactional_id.clone()
+            } else {
+                format!("{transactional_id}-1")
+            };
+            let intruder: BaseProducer = cdc_test_harness::kafka::client_config(&fixture.stack)
+                .set("transactional.id", &id)
+                .create()
+                .unwrap();
+            tokio::task::spawn_blocking(move || {
+                intruder.init_transactions(Duration::from_secs(60)).unwrap();
+            })
+            .await
+            .unwrap();
+        }
+    };
+    tokio::join!(sending, fencing);
+    check_exactly_once(&fixture, &clean, &workload.events, &transformer.output());
+    assert!(
+        transformer.exited().is_none(),
+        "the fenced instance stopped:\n{}",
+        transformer.output()
+    );
+    let restarts = cdc_test_harness::service_contract::scrape(transformer.metrics)
+        .lines()
+        .find_map(|l| l.strip_prefix("cdc_transformer_pipeline_restarts_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok());
+    assert!(
+        restarts.is_some_and(|n| n >= 1.0),
+        "no restart after a fence ({restarts:?}):\n{}",
+        transformer.output()
+    );
+    let status = transformer.terminate(Duration::from_secs(30));
+    assert!(status.success(), "{}", transformer.output());
+}
