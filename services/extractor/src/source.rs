@@ -153,11 +153,10 @@ pub async fn changes(
         query.bind(after.seqval.as_bytes().to_vec());
         query.bind(after.operation);
     }
-    let rows = sql::rows(client, query, &context).await?;
-    let mut changes: Vec<ChangeRow> = rows
-        .iter()
-        .map(|row| change_row(row, table, instance, &context))
-        .collect::<Result<_, _>>()?;
+    let mut changes: Vec<ChangeRow> = sql::map_rows(client, query, &context, |row| {
+        change_row(row, table, instance, &context)
+    })
+    .await?;
     if let (Some(first), Some(last)) = (changes.first(), changes.last()) {
         let times =
             commit_times(client, first.position.commit_lsn, last.position.commit_lsn).await?;
@@ -308,10 +307,10 @@ pub async fn chunk(
     for parameter in parameters {
         query.bind(parameter);
     }
-    let rows = sql::rows(client, query, &context).await?;
-    rows.iter()
-        .map(|row| row_values(row, 0, table, instance, &context))
-        .collect()
+    sql::map_rows(client, query, &context, |row| {
+        row_values(row, 0, table, instance, &context)
+    })
+    .await
 }
 
 /// The rows with the given keys (a repair); keys the table does not hold are simply absent.
@@ -358,10 +357,10 @@ pub async fn rows_by_keys(
     for parameter in parameters {
         query.bind(parameter);
     }
-    let rows = sql::rows(client, query, &context).await?;
-    rows.iter()
-        .map(|row| row_values(row, 0, table, instance, &context))
-        .collect()
+    sql::map_rows(client, query, &context, |row| {
+        row_values(row, 0, table, instance, &context)
+    })
+    .await
 }
 
 /// `(k1, k2, …) <op> (v1, v2, …)` in lexicographic order, expanded for T-SQL (which has no

@@ -175,6 +175,42 @@ pub async fn rows(
         .map_err(|e| SqlError::from_driver(context, e))
 }
 
+/// Runs `query` and converts each row of its first result set with `convert` as it arrives,
+/// so that only one driver row is held at a time (a 50,000-row change page held as driver
+/// rows and as converted rows at once was most of the extractor's memory).
+pub async fn map_rows<T>(
+    client: &mut SqlClient,
+    query: Query<'_>,
+    context: &str,
+    mut convert: impl FnMut(&Row) -> Result<T, SqlError>,
+) -> Result<Vec<T>, SqlError> {
+    use futures::TryStreamExt as _;
+    let mut stream = query
+        .query(client)
+        .await
+        .map_err(|e| SqlError::from_driver(context, e))?;
+    let mut converted = Vec::new();
+    let mut failure = None;
+    // The whole response is read even after a failed conversion: the connection is only
+    // usable again once it is.
+    while let Some(item) = stream
+        .try_next()
+        .await
+        .map_err(|e| SqlError::from_driver(context, e))?
+    {
+        if let tiberius::QueryItem::Row(row) = item
+            && row.result_index() == 0
+            && failure.is_none()
+        {
+            match convert(&row) {
+                Ok(value) => converted.push(value),
+                Err(e) => failure = Some(e),
+            }
+        }
+    }
+    failure.map_or(Ok(converted), Err)
+}
+
 /// Runs a statement text without parameters and collects the rows of its first result set.
 pub async fn simple_rows(
     client: &mut SqlClient,
