@@ -3,6 +3,7 @@
 //! timed until every offset is stored), and the loader's peak RSS. Writes JSON to `--out`.
 //!
 //! `cargo bench -p cdc-loader --bench loader -- --rows 1000000 --out target/bench/loader.json`
+//! (`--config '[batch]\nmax_rows = 10000'` runs it with other settings than the defaults)
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../tests/support/mod.rs"]
@@ -42,6 +43,8 @@ async fn main() -> anyhow::Result<()> {
     let option = cdc_test_harness::bench::option;
     let rows: i64 = option("--rows").map_or(Ok(1_000_000), |r| r.parse())?;
     let out = option("--out").unwrap_or_else(|| "target/bench/loader.json".to_owned());
+    // Extra loader configuration (`\n` for newlines), to compare settings with the defaults.
+    let extra = option("--config").unwrap_or_default().replace("\\n", "\n");
 
     let mut fixture = Fixture::new().await;
     let table = source_table("bench", "dbo", "orders");
@@ -59,7 +62,7 @@ async fn main() -> anyhow::Result<()> {
     fixture.publish_schema(&events.schema).await;
     // One row first, so the table exists and can be paused between phases.
     fixture.send(&topic, &[events.insert(row(0, 0))]).await;
-    let loader = fixture.start_loader("");
+    let loader = fixture.start_loader(&extra);
     fixture
         .wait_caught_up(&topic, &loader, Duration::from_secs(60))
         .await;
@@ -128,7 +131,7 @@ async fn main() -> anyhow::Result<()> {
         })).collect::<Vec<_>>(),
         "loader_peak_rss_mib": peak_rss_kib as f64 / 1024.0,
         "loader_rss_mib": rss_kib as f64 / 1024.0,
-        "batch_max_rows": 20_000,
+        "extra_config": extra,
     });
     cdc_test_harness::bench::write_result(&out, &json)?;
     Ok(())
