@@ -171,9 +171,14 @@ pub struct BatchConfig {
     /// How long a batch waits for more events once it holds one.
     #[serde(default = "default_max_wait_ms")]
     pub max_wait_ms: u64,
-    /// Batches read ahead while one is applied (memory is at most this plus one batch).
+    /// Batches read ahead while one is applied.
     #[serde(default = "default_queue_depth")]
     pub queue_depth: usize,
+    /// Events read but not yet committed in PostgreSQL, over every batch on its way (queued,
+    /// being decoded, being applied), besides the one being filled: what bounds the loader's
+    /// memory when it is behind. At least `max_rows`.
+    #[serde(default = "default_max_in_flight_rows")]
+    pub max_in_flight_rows: usize,
     /// PostgreSQL sessions applying at once; each partition always goes to the same one, so
     /// order per row holds.
     #[serde(default = "default_appliers")]
@@ -187,13 +192,14 @@ impl Default for BatchConfig {
             max_bytes: default_max_bytes(),
             max_wait_ms: default_max_wait_ms(),
             queue_depth: default_queue_depth(),
+            max_in_flight_rows: default_max_in_flight_rows(),
             appliers: default_appliers(),
         }
     }
 }
 
 fn default_max_rows() -> usize {
-    20_000
+    10_000
 }
 
 fn default_max_bytes() -> usize {
@@ -206,6 +212,10 @@ fn default_max_wait_ms() -> u64 {
 
 fn default_queue_depth() -> usize {
     2
+}
+
+fn default_max_in_flight_rows() -> usize {
+    20_000
 }
 
 fn default_appliers() -> usize {
@@ -280,6 +290,12 @@ impl LoaderConfig {
             ("batch.queue_depth", self.batch.queue_depth as u64, 1, 64),
             ("batch.appliers", self.batch.appliers as u64, 1, 32),
             (
+                "batch.max_in_flight_rows",
+                self.batch.max_in_flight_rows as u64,
+                1,
+                u64::from(u32::MAX),
+            ),
+            (
                 "retry.initial_backoff_ms",
                 self.retry.initial_backoff_ms,
                 1,
@@ -311,6 +327,15 @@ impl LoaderConfig {
                     format!("{value} is not within {low}..={high}"),
                 ));
             }
+        }
+        if self.batch.max_in_flight_rows < self.batch.max_rows {
+            errors.push(field_error(
+                "batch.max_in_flight_rows",
+                format!(
+                    "{} is less than batch.max_rows ({}): no batch could ever be applied",
+                    self.batch.max_in_flight_rows, self.batch.max_rows
+                ),
+            ));
         }
         if self.retry.max_backoff_ms < self.retry.initial_backoff_ms {
             errors.push(field_error(

@@ -72,6 +72,8 @@ pub struct PreparedBatch {
     pub records: usize,
     /// The trace its span continues (that of its first traced record).
     pub trace_parent: Option<cdc_service_kit::trace_context::Context>,
+    /// Its share of the in-flight budget, given back when it is dropped.
+    pub budget: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// Turns batches into prepared batches.
@@ -116,6 +118,7 @@ impl Preparer {
                         partitions: batch.partitions,
                         records,
                         trace_parent: batch.trace_parent,
+                        budget: batch.budget,
                     });
                 }
                 Err((records, error)) => {

@@ -16,6 +16,7 @@ use rdkafka::error::KafkaResult;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
 use tokio::runtime::Handle;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::BatchConfig;
@@ -43,6 +44,9 @@ pub struct Batch {
     pub partitions: BTreeMap<PartitionId, PartitionSpan>,
     /// The trace context of its first traced record: the batch's span continues that trace.
     pub trace_parent: Option<trace_context::Context>,
+    /// Its records' share of `batch.max_in_flight_rows`, given back when it is dropped (after
+    /// it is applied).
+    pub budget: Option<OwnedSemaphorePermit>,
     bytes: usize,
 }
 
@@ -87,6 +91,11 @@ impl Batch {
             let part = &mut split[part_of(&id)];
             part.bytes += record.size();
             part.records.push(record);
+        }
+        if let Some(mut budget) = self.budget {
+            for part in &mut split {
+                part.budget = budget.split(part.records.len().min(budget.num_permits()));
+            }
         }
         split
     }
@@ -343,9 +352,16 @@ pub fn start(
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "false")
         .set("partition.assignment.strategy", "range,roundrobin");
-    if config.get("queued.max.messages.kbytes").is_none() {
-        // librdkafka prefetches up to 64 MiB by default; a few batches ahead is enough.
-        config.set("queued.max.messages.kbytes", "16384");
+    // librdkafka prefetches up to 64 MiB per partition by default, and with a full queue
+    // waits a whole second (fetch.queue.backoff.ms) before fetching again: a small queue
+    // refilled at once keeps memory low without starving the appliers.
+    for (key, value) in [
+        ("queued.max.messages.kbytes", "4096"),
+        ("fetch.queue.backoff.ms", "10"),
+    ] {
+        if config.get(key).is_none() {
+            config.set(key, value);
+        }
     }
     let consumer: BaseConsumer<LoaderContext> = config
         .create_with_context(context)
@@ -358,6 +374,7 @@ pub fn start(
         state,
         commands,
         batches: batch_sender,
+        budget: Arc::new(Semaphore::new(setup.batch.max_in_flight_rows)),
         limits: setup.batch,
         shutdown: setup.shutdown,
         store: setup.store,
@@ -374,6 +391,8 @@ struct Worker {
     state: Arc<Mutex<PollState>>,
     commands: mpsc::Receiver<SourceCommand>,
     batches: tokio::sync::mpsc::Sender<Batch>,
+    /// Permits for `limits.max_in_flight_rows` events.
+    budget: Arc<Semaphore>,
     limits: BatchConfig,
     shutdown: CancellationToken,
     store: OffsetStore,
@@ -414,13 +433,33 @@ impl Worker {
             let due = first_record_at.is_some_and(|at| at.elapsed() >= max_wait);
             if full || due {
                 first_record_at = None;
-                let batch = std::mem::take(&mut self.state().batch);
-                if !batch.records.is_empty() && self.batches.blocking_send(batch).is_err() {
+                let mut batch = std::mem::take(&mut self.state().batch);
+                if batch.records.is_empty() {
+                    continue;
+                }
+                let Some(budget) = self.reserve(batch.records.len()) else {
+                    return;
+                };
+                batch.budget = Some(budget);
+                if self.batches.blocking_send(batch).is_err() {
                     return;
                 }
             }
         }
         tracing::info!("consumer thread stopping");
+    }
+
+    /// Waits until `rows` more events may be in flight (None on shutdown). Rebalance callbacks
+    /// wait meanwhile, as they do while the batch queue is full.
+    fn reserve(&self, rows: usize) -> Option<OwnedSemaphorePermit> {
+        let rows = u32::try_from(rows.min(self.limits.max_in_flight_rows)).unwrap_or(u32::MAX);
+        let budget = Arc::clone(&self.budget);
+        self.runtime.block_on(async {
+            tokio::select! {
+                permit = budget.acquire_many_owned(rows) => permit.ok(),
+                () = self.shutdown.cancelled() => None,
+            }
+        })
     }
 
     /// Adds a message to the open batch; false when it is dropped (partition not ours, paused

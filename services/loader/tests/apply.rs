@@ -235,3 +235,27 @@ async fn a_session_lost_between_batches_is_replaced_with_its_stage_tables() {
         loader.output()
     );
 }
+
+/// The smallest in-flight budget (one batch) still drains a multi-partition topic split over
+/// two sessions: each session's share of a batch gives its part of the budget back when it
+/// commits, so the consumer never waits on itself.
+#[tokio::test]
+async fn an_in_flight_budget_of_one_batch_still_drains_every_partition() {
+    let mut fixture = Fixture::new().await;
+    let table = source_table("shop", "dbo", "orders");
+    let topic = fixture.table_topic(&table, 4).await;
+    let mut events = Events::new(orders(&table));
+    fixture.publish_schema(&events.schema).await;
+    let inserts: Vec<_> = (1..=3_000)
+        .map(|id| events.insert(id_note(id, "once")))
+        .collect();
+    fixture.send(&topic, &inserts).await;
+    let loader = fixture.start_loader(
+        "[batch]\nmax_rows = 50\nmax_in_flight_rows = 50\nappliers = 2\nmax_wait_ms = 5\n",
+    );
+    fixture.wait_caught_up(&topic, &loader, CATCH_UP).await;
+    let expected: BTreeMap<i64, Option<String>> = (1..=3_000)
+        .map(|id| (id, Some("once".to_owned())))
+        .collect();
+    assert_eq!(fixture.id_note_rows("public.orders").await, expected);
+}
