@@ -145,8 +145,11 @@ fn consumer_config(config: &TransformerConfig) -> ClientConfig {
         .set("enable.auto.offset.store", "false")
         .set("isolation.level", "read_committed")
         .set("auto.offset.reset", "earliest")
-        // Bounded prefetch: memory stays flat however far behind the transformer is.
-        .set("queued.max.messages.kbytes", "65536")
+        // Bounded prefetch (per partition): memory stays flat however far behind the
+        // transformer is. librdkafka waits fetch.queue.backoff.ms (a second by default) before
+        // fetching again once a queue is full; refilled at once, a small queue is enough.
+        .set("queued.max.messages.kbytes", "8192")
+        .set("fetch.queue.backoff.ms", "10")
         .set("max.partition.fetch.bytes", "8388608");
     config.consumer.apply_properties(&mut consumer);
     consumer
