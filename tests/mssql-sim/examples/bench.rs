@@ -1,4 +1,5 @@
-//! The simulator's benchmark: rows/s accepted through multi-row INSERTs, and CDC change rows/s
+//! The simulator's benchmark: rows/s accepted through multi-row INSERTs (literal values, and
+//! parameters of one reused `sp_executesql` text), and CDC change rows/s
 //! served to one reader over TDS through tiberius. Writes JSON to `--out` and prints a table.
 //!
 //! `cargo run --release -p mssql-sim --example bench -- --rows 200000 --out target/bench/mssql-sim.json`
@@ -10,13 +11,17 @@
 
 use std::time::{Duration, Instant};
 
+use chrono::NaiveDate;
 use mssql_sim::{Simulator, SimulatorConfig};
-use tiberius::{AuthMethod, Client, Config, EncryptionLevel};
+use rust_decimal::Decimal;
+use tiberius::{AuthMethod, Client, Config, EncryptionLevel, Query};
 use tokio::net::TcpStream;
 use tokio_util::compat::TokioAsyncWriteCompatExt;
 
 const PASSWORD: &str = "Bench-Pa55word!";
 const ROWS_PER_INSERT: usize = 1000;
+/// 4 parameters a row; SQL Server takes at most 2,100 parameters a call.
+const PARAMETERIZED_ROWS_PER_INSERT: usize = 500;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -45,18 +50,37 @@ async fn main() -> anyhow::Result<()> {
         "|---|---|---|---|".to_owned(),
     ];
     if rows > 0 {
-        let (insert_seconds, read_seconds) = cdc_measures(&mut client, rows).await?;
+        let CdcMeasures {
+            insert_seconds,
+            parameterized_seconds,
+            read_seconds,
+        } = cdc_measures(&mut client, rows).await?;
         let insert_rate = rows as f64 / insert_seconds;
-        let read_rate = rows as f64 / read_seconds;
+        let parameterized_rate = rows as f64 / parameterized_seconds;
+        let changes = 2 * rows;
+        let read_rate = changes as f64 / read_seconds;
         json_fields.push(format!("\"insert_seconds\": {insert_seconds:.3}"));
         json_fields.push(format!("\"insert_rows_per_second\": {insert_rate:.0}"));
+        json_fields.push(format!(
+            "\"parameterized_rows_per_insert\": {PARAMETERIZED_ROWS_PER_INSERT}"
+        ));
+        json_fields.push(format!(
+            "\"parameterized_insert_seconds\": {parameterized_seconds:.3}"
+        ));
+        json_fields.push(format!(
+            "\"parameterized_insert_rows_per_second\": {parameterized_rate:.0}"
+        ));
+        json_fields.push(format!("\"change_rows\": {changes}"));
         json_fields.push(format!("\"change_read_seconds\": {read_seconds:.3}"));
         json_fields.push(format!("\"change_rows_per_second\": {read_rate:.0}"));
         table.push(format!(
-            "| multi-row INSERT ({ROWS_PER_INSERT} rows per statement) | {rows} | {insert_seconds:.2} | {insert_rate:.0} |"
+            "| multi-row INSERT, literal values ({ROWS_PER_INSERT} rows per statement) | {rows} | {insert_seconds:.2} | {insert_rate:.0} |"
         ));
         table.push(format!(
-            "| change rows served to one reader (one query, tiberius) | {rows} | {read_seconds:.2} | {read_rate:.0} |"
+            "| multi-row INSERT, parameters ({PARAMETERIZED_ROWS_PER_INSERT} rows per sp_executesql, one text) | {rows} | {parameterized_seconds:.2} | {parameterized_rate:.0} |"
+        ));
+        table.push(format!(
+            "| change rows served to one reader (one query, tiberius) | {changes} | {read_seconds:.2} | {read_rate:.0} |"
         ));
     }
     if checksum_rows > 0 {
@@ -113,8 +137,9 @@ async fn main() -> anyhow::Result<()> {
 
 type SqlClient = Client<tokio_util::compat::Compat<TcpStream>>;
 
-/// Rows/s through multi-row INSERTs into a captured table, and change rows/s read back.
-async fn cdc_measures(client: &mut SqlClient, rows: usize) -> anyhow::Result<(f64, f64)> {
+/// Rows/s through multi-row INSERTs into a captured table (literal values, then parameters),
+/// and change rows/s read back.
+async fn cdc_measures(client: &mut SqlClient, rows: usize) -> anyhow::Result<CdcMeasures> {
     client
         .simple_query(
             "CREATE DATABASE bench; USE bench; \
@@ -148,6 +173,33 @@ async fn cdc_measures(client: &mut SqlClient, rows: usize) -> anyhow::Result<(f6
             .await?;
     }
     let insert_seconds = started.elapsed().as_secs_f64();
+
+    // The same rows again (new keys), as parameters of one sp_executesql text reused for
+    // every statement, as a client with a prepared multi-row INSERT sends them.
+    let started = Instant::now();
+    let text = parameterized_insert(PARAMETERIZED_ROWS_PER_INSERT);
+    for chunk_start in (rows..2 * rows).step_by(PARAMETERIZED_ROWS_PER_INSERT) {
+        let chunk_end = (chunk_start + PARAMETERIZED_ROWS_PER_INSERT).min(2 * rows);
+        let text = if chunk_end - chunk_start == PARAMETERIZED_ROWS_PER_INSERT {
+            text.clone()
+        } else {
+            parameterized_insert(chunk_end - chunk_start)
+        };
+        let mut query = Query::new(text);
+        for i in chunk_start..chunk_end {
+            query.bind(i as i64);
+            query.bind(format!("kind-{}", i % 7));
+            query.bind(Decimal::new((i % 1_000_000) as i64, 2));
+            query.bind(
+                NaiveDate::from_ymd_opt(2024, 2, 29)
+                    .and_then(|d| d.and_hms_nano_opt(12, 0, 0, 123_456_700))
+                    .unwrap(),
+            );
+        }
+        query.execute(client).await?;
+    }
+    let parameterized_seconds = started.elapsed().as_secs_f64();
+    let rows = 2 * rows;
 
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
@@ -185,7 +237,37 @@ async fn cdc_measures(client: &mut SqlClient, rows: usize) -> anyhow::Result<(f6
         changes.len()
     );
 
-    Ok((insert_seconds, read_seconds))
+    Ok(CdcMeasures {
+        insert_seconds,
+        parameterized_seconds,
+        read_seconds,
+    })
+}
+
+/// Seconds taken by each CDC measure.
+struct CdcMeasures {
+    /// Multi-row INSERTs with literal values, `rows` rows.
+    insert_seconds: f64,
+    /// Multi-row INSERTs with parameters, `rows` more rows.
+    parameterized_seconds: f64,
+    /// One reader reading all `2 * rows` change rows.
+    read_seconds: f64,
+}
+
+/// `INSERT INTO dbo.events VALUES (@P1, @P2, @P3, @P4), ...` for `rows` rows.
+fn parameterized_insert(rows: usize) -> String {
+    let values: Vec<String> = (0..rows)
+        .map(|row| {
+            let first = row * 4 + 1;
+            format!(
+                "(@P{first}, @P{}, @P{}, @P{})",
+                first + 1,
+                first + 2,
+                first + 3
+            )
+        })
+        .collect();
+    format!("INSERT INTO dbo.events VALUES {}", values.join(", "))
 }
 async fn connect(sim: &Simulator) -> anyhow::Result<Client<tokio_util::compat::Compat<TcpStream>>> {
     let mut config = Config::new();

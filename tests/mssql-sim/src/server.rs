@@ -368,7 +368,7 @@ fn remote_call(session: &mut Session, payload: &[u8]) -> Vec<u8> {
         Err(e) => return error_response(&error::not_implemented(&e.to_string())),
     };
     let outcomes = match sp_executesql(&request) {
-        Ok((sql, parameters)) => session.execute(&sql, &parameters),
+        Ok((sql, parameters)) => session.execute_parameterized(&sql, &parameters),
         Err(e) => vec![Outcome::Error(e)],
     };
     let mut tokens = TokenWriter::default();

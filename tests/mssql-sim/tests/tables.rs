@@ -4,7 +4,9 @@
 
 mod support;
 
-use support::{SqlClient, Target, error_number, fresh_database, run};
+use support::{
+    SqlClient, Target, error_number, error_of, fresh_database, run, server_error_number,
+};
 
 async fn ints(client: &mut SqlClient, sql: &str) -> Vec<Option<i32>> {
     let rows = client
@@ -438,5 +440,54 @@ async fn columns_are_added_and_dropped() {
     assert_eq!(
         error_number(&mut client, "ALTER TABLE t DROP COLUMN a").await,
         Some(5074)
+    );
+}
+
+/// The simulator keeps the parse of an `sp_executesql` text for its next call, as SQL Server
+/// keeps the plan; names are still resolved at each call, so a reused text sees the table as
+/// it is now, and different parameter values give different results.
+#[tokio::test]
+async fn a_reused_parameterized_text_sees_new_values_and_a_changed_table() {
+    let (_target, mut client) = with_orders().await;
+    let insert = "INSERT INTO dbo.orders (id, customer) VALUES (@P1, @P2), (@P3, @P4)";
+    let select = "SELECT * FROM dbo.orders WHERE id >= @P1 ORDER BY id";
+    for (first, second) in [(1i32, 2i32), (3, 4)] {
+        let result = client
+            .execute(insert, &[&first, &"a", &second, &"b"])
+            .await
+            .unwrap();
+        assert_eq!(result.rows_affected(), &[2]);
+    }
+    let before = client
+        .query(select, &[&2i32])
+        .await
+        .unwrap()
+        .into_first_result()
+        .await
+        .unwrap();
+    assert_eq!(before.len(), 3);
+    assert_eq!(before[0].columns().len(), 4);
+
+    run(&mut client, "ALTER TABLE dbo.orders ADD flag bit NULL").await;
+    let after = client
+        .query(select, &[&4i32])
+        .await
+        .unwrap()
+        .into_first_result()
+        .await
+        .unwrap();
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].get::<i32, _>(0), Some(4));
+    assert_eq!(after[0].columns().len(), 5);
+    assert_eq!(after[0].columns()[4].name(), "flag");
+
+    run(&mut client, "DROP TABLE dbo.orders").await;
+    let gone = match client.query(select, &[&1i32]).await {
+        Ok(stream) => stream.into_results().await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    assert_eq!(
+        server_error_number(&error_of(gone, "the reused SELECT of a dropped table")),
+        Some(208)
     );
 }

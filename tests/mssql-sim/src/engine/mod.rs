@@ -16,6 +16,7 @@ pub mod error;
 pub mod expr;
 pub mod functions;
 pub mod metadata;
+pub mod parse_cache;
 pub mod procedures;
 pub mod query;
 pub mod relations;
@@ -72,6 +73,8 @@ pub struct Engine {
     /// do); statements that change anything take it exclusively.
     catalog: RwLock<Catalog>,
     next_session: AtomicU64,
+    /// Parsed `sp_executesql` texts, shared by every session.
+    parsed: parse_cache::ParseCache,
 }
 
 impl Engine {
@@ -164,14 +167,34 @@ impl Session {
         }
     }
 
-    /// Executes a batch. Stops at the first error, whose outcome is last.
+    /// Executes an ad-hoc batch (SQL_BATCH). Stops at the first error, whose outcome is last.
     pub fn execute(&mut self, sql: &str, parameters: &Parameters) -> Vec<Outcome> {
-        let statements = match Parser::parse_sql(&MsSqlDialect {}, sql) {
-            Ok(statements) => statements,
-            Err(e) => return vec![Outcome::Error(error::syntax(&near(&e.to_string())))],
-        };
+        match Parser::parse_sql(&MsSqlDialect {}, sql) {
+            Ok(statements) => self.run_statements(&statements, parameters),
+            Err(e) => vec![Outcome::Error(error::syntax(&near(&e.to_string())))],
+        }
+    }
+
+    /// Executes a parameterized batch (`sp_executesql`), its parse kept for the next call
+    /// with the same text, as SQL Server keeps the plan. Stops at the first error.
+    pub fn execute_parameterized(&mut self, sql: &str, parameters: &Parameters) -> Vec<Outcome> {
+        let engine = std::sync::Arc::clone(&self.engine);
+        match engine
+            .parsed
+            .get_or_parse(sql, |text| Parser::parse_sql(&MsSqlDialect {}, text))
+        {
+            Ok(statements) => self.run_statements(&statements, parameters),
+            Err(e) => vec![Outcome::Error(error::syntax(&near(&e.to_string())))],
+        }
+    }
+
+    fn run_statements(
+        &mut self,
+        statements: &[Statement],
+        parameters: &Parameters,
+    ) -> Vec<Outcome> {
         let mut outcomes = Vec::with_capacity(statements.len());
-        for statement in &statements {
+        for statement in statements {
             let outcome = self
                 .statement(statement, parameters)
                 .unwrap_or_else(Outcome::Error);
