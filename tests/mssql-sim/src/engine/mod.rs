@@ -1,4 +1,4 @@
-//! The T-SQL engine: parses batches with `sqlparser`'s MS SQL dialect and executes them against
+//! The T-SQL engine: parses batches with `sqlparser`'s MS SQL dialect (see [`dialect`]) and executes them against
 //! the simulator's catalog. Each statement runs in the session's transaction (an implicit one
 //! when none is open) and is atomic: a failing statement leaves no trace, and the batch stops.
 //! Committed changes to captured tables go to the CDC log, which the capture job reads later.
@@ -11,6 +11,7 @@ pub mod compare;
 pub mod convert;
 pub mod datatype;
 pub mod ddl;
+pub mod dialect;
 pub mod dml;
 pub mod error;
 pub mod expr;
@@ -28,8 +29,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use sqlparser::ast::{Expr, ObjectName, ObjectType, SetExpr, Statement, Use};
-use sqlparser::dialect::MsSqlDialect;
-use sqlparser::parser::Parser;
 
 use crate::tds::token::{ResultColumn, command};
 use crate::tds::types::SqlValue;
@@ -169,7 +168,7 @@ impl Session {
 
     /// Executes an ad-hoc batch (SQL_BATCH). Stops at the first error, whose outcome is last.
     pub fn execute(&mut self, sql: &str, parameters: &Parameters) -> Vec<Outcome> {
-        match Parser::parse_sql(&MsSqlDialect {}, sql) {
+        match dialect::parse(sql) {
             Ok(statements) => self.run_statements(&statements, parameters),
             Err(e) => vec![Outcome::Error(error::syntax(&near(&e.to_string())))],
         }
@@ -179,10 +178,7 @@ impl Session {
     /// with the same text, as SQL Server keeps the plan. Stops at the first error.
     pub fn execute_parameterized(&mut self, sql: &str, parameters: &Parameters) -> Vec<Outcome> {
         let engine = std::sync::Arc::clone(&self.engine);
-        match engine
-            .parsed
-            .get_or_parse(sql, |text| Parser::parse_sql(&MsSqlDialect {}, text))
-        {
+        match engine.parsed.get_or_parse(sql, dialect::parse) {
             Ok(statements) => self.run_statements(&statements, parameters),
             Err(e) => vec![Outcome::Error(error::syntax(&near(&e.to_string())))],
         }
