@@ -507,3 +507,79 @@ async fn lsn_ranges_and_position_predicates_read_the_same_rows_as_a_full_scan() 
     assert!(!expected.is_empty());
     assert_eq!(got, expected);
 }
+
+/// A reader paging through a change table with TOP and the resume-after-position predicate
+/// (inside transactions that span pages) reads every change once, in order: the simulator
+/// seeks the start of each page and stops at its TOP, and must not skip or repeat a row.
+#[tokio::test]
+async fn paging_with_top_from_positions_inside_transactions_reads_every_change_once() {
+    let target = Target::new().await;
+    let mut client = target.connect().await;
+    captured_orders(&mut client).await;
+    for first in (1..=210).step_by(7) {
+        let values: Vec<String> = (first..first + 7)
+            .map(|id| format!("({id}, N'c', 1)"))
+            .collect();
+        run(
+            &mut client,
+            &format!(
+                "BEGIN TRANSACTION; INSERT INTO orders VALUES {}; \
+                 UPDATE orders SET total = 2 WHERE id >= {first} AND id < {}; COMMIT",
+                values.join(", "),
+                first + 3
+            ),
+        )
+        .await;
+    }
+    let total = 30 * (7 + 2 * 3);
+    wait_for_changes(&mut client, "dbo_orders_CT", total).await;
+    let key = |row: &tiberius::Row| {
+        (
+            row.get::<&[u8], _>(6).unwrap().to_vec(),
+            row.get::<i32, _>(1).unwrap(),
+            row.get::<&[u8], _>(7).unwrap().to_vec(),
+            row.get::<i32, _>(0).unwrap(),
+        )
+    };
+    let all: Vec<_> = rows(&mut client, READ_CHANGES)
+        .await
+        .iter()
+        .map(key)
+        .collect();
+    assert_eq!(all.len(), total as usize);
+
+    let page_text = "SELECT TOP (11) __$operation, __$command_id, id, customer, total, __$update_mask, __$start_lsn, __$seqval \
+         FROM cdc.dbo_orders_CT AS ct WHERE ct.__$start_lsn <= @P1 AND (ct.__$start_lsn > @P2 \
+         OR (ct.__$start_lsn = @P2 AND (ct.__$command_id > @P3 OR (ct.__$command_id = @P3 \
+         AND (ct.__$seqval > @P4 OR (ct.__$seqval = @P4 AND ct.__$operation > @P5)))))) \
+         ORDER BY ct.__$start_lsn, ct.__$command_id, ct.__$seqval, ct.__$operation";
+    let upper = all.last().unwrap().0.clone();
+    let mut after = (vec![0u8; 10], 0i32, vec![0u8; 10], 0i32);
+    let mut paged = Vec::new();
+    loop {
+        let page: Vec<_> = client
+            .query(
+                page_text,
+                &[
+                    &upper.as_slice(),
+                    &after.0.as_slice(),
+                    &after.1,
+                    &after.2.as_slice(),
+                    &after.3,
+                ],
+            )
+            .await
+            .unwrap()
+            .into_first_result()
+            .await
+            .unwrap()
+            .iter()
+            .map(key)
+            .collect();
+        let Some(last) = page.last() else { break };
+        after = last.clone();
+        paged.extend(page);
+        assert!(paged.len() <= all.len(), "a page repeated rows");
+    }
+    assert_eq!(paged, all);
+}

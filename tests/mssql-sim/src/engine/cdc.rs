@@ -412,7 +412,53 @@ fn capture_entry(instance: &mut CaptureInstance, commit_lsn: Lsn, entry: &LogEnt
             ]
         }
     };
+    debug_assert!(
+        instance
+            .rows
+            .last()
+            .into_iter()
+            .chain(&new_rows)
+            .collect::<Vec<_>>()
+            .windows(2)
+            .all(|pair| change_table_orders(instance)
+                .iter()
+                .all(|order| in_order(pair[0], pair[1], order))),
+        "change rows appended out of their table's order"
+    );
     instance.rows.extend(new_rows);
+}
+
+/// The orders a change table's rows are kept in, each a list of column positions: by
+/// (`__$start_lsn`, `__$seqval`, `__$operation`) as the capture job appends them, and so also
+/// by (`__$start_lsn`, `__$command_id`, `__$seqval`, `__$operation`), the order readers ask
+/// for, since a transaction's statements number its changes in the order they make them.
+/// Queries ordered by a prefix of either read the rows in place and stop at their TOP.
+pub fn change_table_orders(instance: &CaptureInstance) -> Vec<Vec<usize>> {
+    let command_id = position::FIRST_CAPTURED + instance.columns.len();
+    vec![
+        vec![position::START_LSN, position::SEQVAL, position::OPERATION],
+        vec![
+            position::START_LSN,
+            command_id,
+            position::SEQVAL,
+            position::OPERATION,
+        ],
+    ]
+}
+
+/// Whether change row `a` may precede `b` in `order` (binary and integer columns only).
+fn in_order(a: &[SqlValue], b: &[SqlValue], order: &[usize]) -> bool {
+    for &column in order {
+        let ordering = match (a.get(column), b.get(column)) {
+            (Some(SqlValue::Binary(x)), Some(SqlValue::Binary(y))) => x.cmp(y),
+            (Some(SqlValue::Int(x)), Some(SqlValue::Int(y))) => x.cmp(y),
+            _ => std::cmp::Ordering::Equal,
+        };
+        if ordering.is_ne() {
+            return ordering.is_lt();
+        }
+    }
+    true
 }
 
 /// `__$update_mask`: bit `i` (from the least significant bit of the last byte) is column `i + 1`.

@@ -384,6 +384,7 @@ impl Session {
                     columns: &[],
                     qualifiers: &[],
                     rows: Box::new(std::iter::once(&constant)),
+                    orders: &[],
                     database: Some(db),
                 };
                 query::run(query, select, relation, parameters)?
@@ -406,6 +407,7 @@ impl Session {
                     columns: source.columns(),
                     qualifiers: &qualifiers,
                     rows,
+                    orders: source.orders(),
                     database: Some(db),
                 };
                 query::run(query, select, relation, parameters)?
@@ -418,6 +420,7 @@ impl Session {
                     columns: &joined.columns,
                     qualifiers: &qualifiers,
                     rows: Box::new(joined.rows.iter()),
+                    orders: &[],
                     database: Some(db),
                 };
                 query::run(query, select, relation, parameters)?

@@ -33,6 +33,8 @@ pub struct Relation<'a> {
     pub qualifiers: &'a [String],
     /// Its rows.
     pub rows: Box<dyn Iterator<Item = &'a Row> + 'a>,
+    /// Orders the rows are known to come in, each a list of column positions (ascending).
+    pub orders: &'a [Vec<usize>],
     /// The session's database, for functions that read it.
     pub database: Option<&'a Database>,
 }
@@ -150,12 +152,19 @@ pub fn run(
             OrderKey::Output(_) => None,
         }));
         let slots = Slots::new(share(&mut plans));
-        let rows = filter_rows(relation.rows, predicate.as_ref(), database, &slots, {
-            // Without ORDER BY, DISTINCT or OFFSET, TOP stops the scan early.
-            (order_by.is_empty() && !distinct && skip == 0)
-                .then_some(take)
-                .flatten()
-        })?;
+        // Without DISTINCT, TOP stops the scan early when the rows come in the ORDER BY's
+        // order already (or there is no ORDER BY and no OFFSET): the first rows kept are
+        // the ones wanted.
+        let limit = if distinct {
+            None
+        } else if order_by.is_empty() {
+            take.filter(|_| skip == 0)
+        } else if comes_ordered(&order_by, relation.orders) {
+            take.map(|take| take.saturating_add(skip))
+        } else {
+            None
+        };
+        let rows = filter_rows(relation.rows, predicate.as_ref(), database, &slots, limit)?;
         let envs: Vec<Env<'_>> = rows
             .iter()
             .map(|row| Env {
@@ -221,6 +230,22 @@ pub fn run(
         take,
     )?;
     Ok((result_columns, rows))
+}
+
+/// Whether an ORDER BY of plain columns, all ascending, is a prefix of one of the orders the
+/// rows are known to come in.
+fn comes_ordered(order_by: &[(OrderKey, bool)], orders: &[Vec<usize>]) -> bool {
+    let columns: Option<Vec<usize>> = order_by
+        .iter()
+        .map(|(key, descending)| match key {
+            OrderKey::Plan(Plan {
+                node: Node::Column(i),
+                ..
+            }) if !descending => Some(*i),
+            _ => None,
+        })
+        .collect();
+    columns.is_some_and(|columns| orders.iter().any(|order| order.starts_with(&columns)))
 }
 
 /// The rows the WHERE keeps (at most `limit` of them).

@@ -21,6 +21,8 @@ pub enum CdcRelation<'a> {
         columns: Vec<Column>,
         /// Its rows, borrowed.
         rows: &'a [Row],
+        /// The orders the rows are in (see [`cdc::change_table_orders`]).
+        orders: Vec<Vec<usize>>,
     },
 }
 
@@ -155,6 +157,7 @@ pub fn cdc_relation<'a>(
                 CdcRelation::ChangeTable {
                     columns: cdc::change_table_columns(instance),
                     rows: &instance.rows,
+                    orders: cdc::change_table_orders(instance),
                 }
             }));
         }

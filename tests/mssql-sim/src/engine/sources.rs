@@ -24,10 +24,20 @@ pub enum Source<'a> {
         columns: Vec<Column>,
         /// Its rows.
         rows: &'a [Row],
+        /// The orders the rows are in, each a list of column positions.
+        orders: Vec<Vec<usize>>,
     },
 }
 
 impl Source<'_> {
+    /// The orders its rows are known to be in (none for most sources).
+    pub fn orders(&self) -> &[Vec<usize>] {
+        match self {
+            Source::Borrowed { orders, .. } => orders,
+            Source::Table(_) | Source::Rows(_) => &[],
+        }
+    }
+
     /// Its columns.
     pub fn columns(&self) -> &[Column] {
         match self {
@@ -47,7 +57,7 @@ impl Source<'_> {
                     .collect(),
             },
             Source::Rows(rows) => rows.clone(),
-            Source::Borrowed { columns, rows } => Materialised {
+            Source::Borrowed { columns, rows, .. } => Materialised {
                 columns: columns.clone(),
                 rows: rows.to_vec(),
             },
@@ -77,7 +87,15 @@ pub fn resolve<'a>(
             .ok_or_else(|| error::invalid_object(&format!("cdc.{table}")))?;
         let source = match relation {
             CdcRelation::Rows(rows) => Source::Rows(rows),
-            CdcRelation::ChangeTable { columns, rows } => Source::Borrowed { columns, rows },
+            CdcRelation::ChangeTable {
+                columns,
+                rows,
+                orders,
+            } => Source::Borrowed {
+                columns,
+                rows,
+                orders,
+            },
         };
         return Ok((source, qualifier));
     }
@@ -231,8 +249,10 @@ fn equi_join_columns(
 }
 
 /// The rows of a change table that a `WHERE` can match, found the way SQL Server's clustered
-/// index on `__$start_lsn` finds them: the top-level `AND` conditions comparing
-/// `__$start_lsn` with a constant narrow the (LSN-ordered) rows by binary search. The whole
+/// index on `__$start_lsn` finds them: comparisons of `__$start_lsn` with a constant narrow
+/// the (LSN-ordered) rows by binary search, through `AND` (both must hold) and `OR` (either
+/// may: the range spanning both), so a reader resuming inside a transaction,
+/// `lsn > @from OR (lsn = @from AND …)`, starts at `@from`, not at the first row. The whole
 /// `WHERE` is still evaluated on what is left, so this only saves work, never changes a result.
 pub fn seek_change_rows<'a>(
     rows: &'a [Row],
@@ -242,55 +262,67 @@ pub fn seek_change_rows<'a>(
     let Some(selection) = selection else {
         return rows;
     };
-    if !rows
-        .windows(2)
-        .all(|w| super::cdc::start_lsn(&w[0]) <= super::cdc::start_lsn(&w[1]))
-    {
-        return rows;
-    }
-    let (mut low, mut high) = (0, rows.len());
-    let mut conjuncts = vec![selection];
-    while let Some(expr) = conjuncts.pop() {
-        match expr {
-            Expr::Nested(inner) => conjuncts.push(inner),
-            Expr::BinaryOp {
-                left,
-                op: BinaryOperator::And,
-                right,
-            } => {
-                conjuncts.push(left);
-                conjuncts.push(right);
-            }
-            Expr::BinaryOp { left, op, right } if is_start_lsn(left) => {
-                let Ok(bound) = evaluate(right, Scope::constants(parameters)) else {
-                    continue;
-                };
-                let SqlValue::Binary(bound) = bound.value else {
-                    continue;
-                };
-                let at = |before: &dyn Fn(&[u8]) -> bool| {
-                    rows.partition_point(|row| before(super::cdc::start_lsn(row)))
-                };
-                let bound = bound.as_slice();
-                match op {
-                    BinaryOperator::Gt => low = low.max(at(&|lsn| lsn <= bound)),
-                    BinaryOperator::GtEq => low = low.max(at(&|lsn| lsn < bound)),
-                    BinaryOperator::Lt => high = high.min(at(&|lsn| lsn < bound)),
-                    BinaryOperator::LtEq => high = high.min(at(&|lsn| lsn <= bound)),
-                    BinaryOperator::Eq => {
-                        low = low.max(at(&|lsn| lsn < bound));
-                        high = high.min(at(&|lsn| lsn <= bound));
-                    }
-                    _ => {}
-                }
-            }
-            _ => {}
-        }
-    }
+    let (low, high) = lsn_range(rows, selection, parameters);
     if low >= high {
         &rows[..0]
     } else {
         &rows[low..high]
+    }
+}
+
+/// The index range of `rows` (in `__$start_lsn` order) outside which `condition` cannot hold.
+fn lsn_range(rows: &[Row], condition: &Expr, parameters: &Parameters) -> (usize, usize) {
+    let everything = (0, rows.len());
+    match condition {
+        Expr::Nested(inner) => lsn_range(rows, inner, parameters),
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::And,
+            right,
+        } => {
+            let (a, b) = (
+                lsn_range(rows, left, parameters),
+                lsn_range(rows, right, parameters),
+            );
+            (a.0.max(b.0), a.1.min(b.1))
+        }
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::Or,
+            right,
+        } => {
+            let (a, b) = (
+                lsn_range(rows, left, parameters),
+                lsn_range(rows, right, parameters),
+            );
+            match (a.0 < a.1, b.0 < b.1) {
+                // An empty side adds nothing to the other.
+                (false, _) => b,
+                (_, false) => a,
+                _ => (a.0.min(b.0), a.1.max(b.1)),
+            }
+        }
+        Expr::BinaryOp { left, op, right } if is_start_lsn(left) => {
+            let Ok(bound) = evaluate(right, Scope::constants(parameters)) else {
+                return everything;
+            };
+            let SqlValue::Binary(bound) = bound.value else {
+                return everything;
+            };
+            let at = |before: &dyn Fn(&[u8]) -> bool| {
+                rows.partition_point(|row| before(super::cdc::start_lsn(row)))
+            };
+            let bound = bound.as_slice();
+            match op {
+                BinaryOperator::Gt => (at(&|lsn| lsn <= bound), rows.len()),
+                BinaryOperator::GtEq => (at(&|lsn| lsn < bound), rows.len()),
+                BinaryOperator::Lt => (0, at(&|lsn| lsn < bound)),
+                BinaryOperator::LtEq => (0, at(&|lsn| lsn <= bound)),
+                BinaryOperator::Eq => (at(&|lsn| lsn < bound), at(&|lsn| lsn <= bound)),
+                _ => everything,
+            }
+        }
+        _ => everything,
     }
 }
 
