@@ -73,15 +73,26 @@ fn check_exactly_once(fixture: &Fixture, clean: &str, sent: &[ChangeEvent], outp
     }
 }
 
+/// `shop.dbo.orders` with a raw topic of `partitions` partitions and its schema published,
+/// a random workload of `events` events over 500 keys, and the name of the clean topic.
+async fn orders_workload(
+    fixture: &mut Fixture,
+    partitions: i32,
+    events: usize,
+) -> (String, Workload, String) {
+    let table = source_table("shop", "dbo", "orders");
+    let raw = fixture.raw_topic(&table, partitions).await;
+    let mut generator = Events::new(orders(&table));
+    fixture.publish_schema(&generator.schema).await;
+    let workload = Workload::random(&mut generator, seed(), 500, events);
+    let clean = fixture.names.clean(&table).unwrap();
+    (raw, workload, clean)
+}
+
 #[tokio::test]
 async fn kill_9_in_the_middle_of_transactions_loses_and_duplicates_nothing() {
     let mut fixture = Fixture::new().await;
-    let table = source_table("shop", "dbo", "orders");
-    let raw = fixture.raw_topic(&table, 4).await;
-    let mut events = Events::new(orders(&table));
-    fixture.publish_schema(&events.schema).await;
-    let workload = Workload::random(&mut events, seed(), 500, 12_000);
-    let clean = fixture.names.clean(&table).unwrap();
+    let (raw, workload, clean) = orders_workload(&mut fixture, 4, 12_000).await;
     let mut transformer = fixture.start("a", RULE);
     let sending = send_slowly(&fixture, &raw, &workload.events);
     let killing = async {
@@ -98,12 +109,7 @@ async fn kill_9_in_the_middle_of_transactions_loses_and_duplicates_nothing() {
 #[tokio::test]
 async fn a_rebalance_between_two_instances_loses_and_duplicates_nothing() {
     let mut fixture = Fixture::new().await;
-    let table = source_table("shop", "dbo", "orders");
-    let raw = fixture.raw_topic(&table, 6).await;
-    let mut events = Events::new(orders(&table));
-    fixture.publish_schema(&events.schema).await;
-    let workload = Workload::random(&mut events, seed(), 500, 15_000);
-    let clean = fixture.names.clean(&table).unwrap();
+    let (raw, workload, clean) = orders_workload(&mut fixture, 6, 15_000).await;
     let mut first = fixture.start("a", RULE);
     let sending = send_slowly(&fixture, &raw, &workload.events);
     let scaling = async {
@@ -128,12 +134,7 @@ async fn a_fenced_instance_starts_over_and_loses_and_duplicates_nothing() {
     use rdkafka::producer::{BaseProducer, Producer};
 
     let mut fixture = Fixture::new().await;
-    let table = source_table("shop", "dbo", "orders");
-    let raw = fixture.raw_topic(&table, 4).await;
-    let mut events = Events::new(orders(&table));
-    fixture.publish_schema(&events.schema).await;
-    let workload = Workload::random(&mut events, seed(), 500, 12_000);
-    let clean = fixture.names.clean(&table).unwrap();
+    let (raw, workload, clean) = orders_workload(&mut fixture, 4, 12_000).await;
     let mut transformer = fixture.start("a", RULE);
     let transactional_id = format!("{}-a", fixture.topics.prefix);
     let sending = send_slowly(&fixture, &raw, &workload.events);

@@ -7,7 +7,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::{
-    SqlClient, Target, connect, error_of, fresh_database, rows, run, server_error_number, simulator,
+    SqlClient, Target, connect, error_of, fresh_database, query_rows, rows, run,
+    server_error_number, simulator,
 };
 
 async fn scalar_lsn(client: &mut SqlClient, sql: &str) -> Vec<u8> {
@@ -209,17 +210,13 @@ async fn change_rows_join_lsn_time_mapping_for_their_commit_time() {
         "SELECT MIN(__$start_lsn) FROM cdc.dbo_orders_CT",
     )
     .await;
-    let joined = client
-        .query(
-            "SELECT ct.id, m.tran_end_time FROM cdc.dbo_orders_CT AS ct LEFT JOIN cdc.lsn_time_mapping m ON ct.__$start_lsn = m.start_lsn \
-             WHERE ct.__$start_lsn > @P1 ORDER BY ct.__$start_lsn",
-            &[&first.as_slice()],
-        )
-        .await
-        .unwrap()
-        .into_first_result()
-        .await
-        .unwrap();
+    let joined = query_rows(
+        &mut client,
+        "SELECT ct.id, m.tran_end_time FROM cdc.dbo_orders_CT AS ct LEFT JOIN cdc.lsn_time_mapping m ON ct.__$start_lsn = m.start_lsn \
+         WHERE ct.__$start_lsn > @P1 ORDER BY ct.__$start_lsn",
+        &[&first.as_slice()],
+    )
+    .await;
     assert_eq!(joined.len(), 1);
     assert_eq!(joined[0].get::<i32, _>(0), Some(2));
     let committed_at = joined[0]
@@ -557,25 +554,21 @@ async fn paging_with_top_from_positions_inside_transactions_reads_every_change_o
     let mut after = (vec![0u8; 10], 0i32, vec![0u8; 10], 0i32);
     let mut paged = Vec::new();
     loop {
-        let page: Vec<_> = client
-            .query(
-                page_text,
-                &[
-                    &upper.as_slice(),
-                    &after.0.as_slice(),
-                    &after.1,
-                    &after.2.as_slice(),
-                    &after.3,
-                ],
-            )
-            .await
-            .unwrap()
-            .into_first_result()
-            .await
-            .unwrap()
-            .iter()
-            .map(key)
-            .collect();
+        let page: Vec<_> = query_rows(
+            &mut client,
+            page_text,
+            &[
+                &upper.as_slice(),
+                &after.0.as_slice(),
+                &after.1,
+                &after.2.as_slice(),
+                &after.3,
+            ],
+        )
+        .await
+        .iter()
+        .map(key)
+        .collect();
         let Some(last) = page.last() else { break };
         after = last.clone();
         paged.extend(page);

@@ -5,7 +5,7 @@
 mod support;
 
 use support::{
-    SqlClient, Target, error_number, error_of, fresh_database, run, server_error_number,
+    SqlClient, Target, error_number, error_of, fresh_database, query_rows, run, server_error_number,
 };
 
 async fn ints(client: &mut SqlClient, sql: &str) -> Vec<Option<i32>> {
@@ -458,24 +458,12 @@ async fn a_reused_parameterized_text_sees_new_values_and_a_changed_table() {
             .unwrap();
         assert_eq!(result.rows_affected(), &[2]);
     }
-    let before = client
-        .query(select, &[&2i32])
-        .await
-        .unwrap()
-        .into_first_result()
-        .await
-        .unwrap();
+    let before = query_rows(&mut client, select, &[&2i32]).await;
     assert_eq!(before.len(), 3);
     assert_eq!(before[0].columns().len(), 4);
 
     run(&mut client, "ALTER TABLE dbo.orders ADD flag bit NULL").await;
-    let after = client
-        .query(select, &[&4i32])
-        .await
-        .unwrap()
-        .into_first_result()
-        .await
-        .unwrap();
+    let after = query_rows(&mut client, select, &[&4i32]).await;
     assert_eq!(after.len(), 1);
     assert_eq!(after[0].get::<i32, _>(0), Some(4));
     assert_eq!(after[0].columns().len(), 5);

@@ -277,28 +277,19 @@ fn lsn_range(rows: &[Row], condition: &Expr, parameters: &Parameters) -> (usize,
         Expr::Nested(inner) => lsn_range(rows, inner, parameters),
         Expr::BinaryOp {
             left,
-            op: BinaryOperator::And,
+            op: op @ (BinaryOperator::And | BinaryOperator::Or),
             right,
         } => {
             let (a, b) = (
                 lsn_range(rows, left, parameters),
                 lsn_range(rows, right, parameters),
             );
-            (a.0.max(b.0), a.1.min(b.1))
-        }
-        Expr::BinaryOp {
-            left,
-            op: BinaryOperator::Or,
-            right,
-        } => {
-            let (a, b) = (
-                lsn_range(rows, left, parameters),
-                lsn_range(rows, right, parameters),
-            );
-            match (a.0 < a.1, b.0 < b.1) {
-                // An empty side adds nothing to the other.
-                (false, _) => b,
-                (_, false) => a,
+            match (op, a.0 < a.1, b.0 < b.1) {
+                // Both must hold: the ranges' overlap.
+                (BinaryOperator::And, ..) => (a.0.max(b.0), a.1.min(b.1)),
+                // Either may: the range spanning both; an empty side adds nothing.
+                (_, false, _) => b,
+                (_, _, false) => a,
                 _ => (a.0.min(b.0), a.1.max(b.1)),
             }
         }

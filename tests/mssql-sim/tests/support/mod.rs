@@ -149,6 +149,21 @@ pub async fn rows(client: &mut SqlClient, sql: &str) -> Vec<tiberius::Row> {
         .unwrap()
 }
 
+/// The rows of the first result set of a parameterized query (`sp_executesql`).
+pub async fn query_rows(
+    client: &mut SqlClient,
+    sql: &str,
+    parameters: &[&dyn tiberius::ToSql],
+) -> Vec<tiberius::Row> {
+    client
+        .query(sql, parameters)
+        .await
+        .unwrap()
+        .into_first_result()
+        .await
+        .unwrap()
+}
+
 /// The server error number of a batch that must fail.
 pub async fn error_number(client: &mut SqlClient, sql: &str) -> Option<u32> {
     let result = match client.simple_query(sql).await {
