@@ -16,7 +16,7 @@ use crate::grpc::{ApplierRequest, LoaderControl};
 use crate::naming::TableNameTemplate;
 use crate::prepare::{PreparedBatch, Preparer};
 use crate::proto::loader_server::LoaderServer;
-use crate::source::{Batch, SourceSetup};
+use crate::source::{Batch, SessionAssignment, SourceSetup};
 use cdc_service_kit::schema_registry::SchemaRegistry;
 
 use crate::store::{Connector, OffsetStore};
@@ -264,6 +264,7 @@ async fn dispatch(
     sessions: &[tokio::sync::mpsc::Sender<Batch>],
     shutdown: &CancellationToken,
 ) {
+    let mut assignment = SessionAssignment::new(sessions.len());
     loop {
         let batch = tokio::select! {
             batch = batches.recv() => batch,
@@ -272,7 +273,7 @@ async fn dispatch(
         let Some(batch) = batch else {
             return;
         };
-        for (part, session) in batch.split(sessions.len()).into_iter().zip(sessions) {
+        for (part, session) in batch.split(&mut assignment).into_iter().zip(sessions) {
             if !part.records.is_empty() && session.send(part).await.is_err() {
                 return;
             }
