@@ -1,6 +1,7 @@
-//! The T-SQL engine: parses batches with `sqlparser`'s MS SQL dialect (see [`dialect`]) and executes them against
-//! the simulator's catalog. Each statement runs in the session's transaction (an implicit one
-//! when none is open) and is atomic: a failing statement leaves no trace, and the batch stops.
+//! The T-SQL engine: parses batches with `sqlparser`'s MS SQL dialect (see [`dialect`]) and
+//! executes them against the simulator's catalog. Each statement runs in the session's
+//! transaction (an implicit one when none is open) and is atomic: a failing statement leaves no
+//! trace, and the batch stops.
 //! Committed changes to captured tables go to the CDC log, which the capture job reads later.
 
 pub mod arithmetic;
