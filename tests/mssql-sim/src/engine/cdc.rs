@@ -413,16 +413,13 @@ fn capture_entry(instance: &mut CaptureInstance, commit_lsn: Lsn, entry: &LogEnt
         }
     };
     debug_assert!(
-        instance
-            .rows
-            .last()
-            .into_iter()
-            .chain(&new_rows)
-            .collect::<Vec<_>>()
-            .windows(2)
-            .all(|pair| change_table_orders(instance)
-                .iter()
-                .all(|order| in_order(pair[0], pair[1], order))),
+        {
+            let orders = change_table_orders(instance);
+            let appended: Vec<_> = instance.rows.last().into_iter().chain(&new_rows).collect();
+            appended
+                .windows(2)
+                .all(|pair| orders.iter().all(|order| in_order(pair[0], pair[1], order)))
+        },
         "change rows appended out of their table's order"
     );
     instance.rows.extend(new_rows);
