@@ -178,8 +178,8 @@ impl Session {
     /// Executes a parameterized batch (`sp_executesql`), its parse kept for the next call
     /// with the same text, as SQL Server keeps the plan. Stops at the first error.
     pub fn execute_parameterized(&mut self, sql: &str, parameters: &Parameters) -> Vec<Outcome> {
-        let engine = std::sync::Arc::clone(&self.engine);
-        match engine.parsed.get_or_parse(sql, dialect::parse) {
+        let parsed = self.engine.parsed.get_or_parse(sql, dialect::parse);
+        match parsed {
             Ok(statements) => self.run_statements(&statements, parameters),
             Err(e) => vec![Outcome::Error(error::syntax(&near(&e.to_string())))],
         }
