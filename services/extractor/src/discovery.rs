@@ -331,6 +331,21 @@ fn build_instance(
     })
 }
 
+#[cfg(test)]
+impl CaptureInstance {
+    /// An instance with no columns, for tests of code that only looks at which instance it is.
+    pub(crate) fn named(name: &str, start_lsn: Lsn) -> CaptureInstance {
+        CaptureInstance {
+            name: name.to_owned(),
+            start_lsn,
+            schema: Arc::new(TableSchema::default()),
+            schema_id: String::new(),
+            key_indexes: Vec::new(),
+            select_columns: Vec::new(),
+        }
+    }
+}
+
 /// A per-table setting, names compared without regard to case.
 fn lookup<'a, T>(map: &'a BTreeMap<String, T>, table: &str) -> Option<&'a T> {
     map.iter()

@@ -2,13 +2,14 @@
 //! events to Kafka, snapshot then stream, exactly once.
 //!
 //! Parts: [`config`], [`control`] (commands from the control topic), [`sql`] (connections and errors), [`discovery`] (captured tables from
-//! SQL Server's metadata), [`values`] (exact value conversion), [`source`] (the queries),
+//! SQL Server's metadata), [`values`] (exact value conversion), [`source`] (the queries), [`change_reader`] (pages of changes read ahead),
 //! [`table`] (a table's stream and snapshot state), [`unit`] (one work unit's loop and its
 //! Kafka transactions), [`checkpoint`] (positions in the offsets topic), [`assign`] (work
 //! shared between instances), [`registry`], [`grpc`] (control API), [`metrics`], [`service`]
 //! (wiring).
 
 pub mod assign;
+pub mod change_reader;
 pub mod checkpoint;
 pub mod config;
 pub mod control;

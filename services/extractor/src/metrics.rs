@@ -44,7 +44,7 @@ pub fn describe() {
     metrics::describe_histogram!(
         POLL_DURATION,
         metrics::Unit::Seconds,
-        "Time of one read of a table's change table."
+        "Time the loop waited for one page of a table's change table (shorter than the read when the page was read ahead)."
     );
     metrics::describe_histogram!(
         COMMIT_DURATION,

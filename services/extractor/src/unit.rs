@@ -21,6 +21,7 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
+use crate::change_reader::{ChangeReader, PageRequest};
 use crate::checkpoint;
 use crate::config::{ExtractorConfig, OnRetentionGap, SnapshotMode};
 use crate::control::ControlReader;
@@ -88,7 +89,10 @@ pub async fn run(
 }
 
 struct Database {
+    /// Metadata, snapshot and watermark queries.
     client: SqlClient,
+    /// Change-table reads, on a connection of their own so that one can run ahead.
+    changes: ChangeReader,
     watermarks: Option<Watermarks>,
     /// The capture instances of the database at the last pass, to notice new ones at once.
     instances: Option<std::collections::BTreeSet<String>>,
@@ -504,25 +508,30 @@ impl Unit {
         let mut more = false;
         if end_of(upper) > table.resume_after {
             let started = Instant::now();
-            let rows = source::changes(
-                &mut db.client,
-                &table.captured.id,
-                &current,
-                &table.resume_after,
+            let request = PageRequest {
+                table: table.captured.id.clone(),
+                instance: current.clone(),
+                after: table.resume_after,
                 upper,
-                config.stream.page_rows,
-            )
-            .await?;
+                limit: config.stream.page_rows,
+            };
+            let page = db.changes.read(request.clone()).await?;
             metrics::histogram!(m::POLL_DURATION).record(started.elapsed().as_secs_f64());
             // A gap is only certain once the read is done: cleanup may have run meanwhile.
             let min = source::min_lsn(&mut db.client, &current.name).await?;
             if source::lost_before(&table.resume_after, min) {
                 return self.retention_gap(index, min).await;
             }
-            let full = rows.len() >= config.stream.page_rows;
-            let consumed = publish_changes(&mut self.sink, table, &current, &rows).await?;
-            if !full && consumed == rows.len() {
-                table.resume_after = table.resume_after.max(end_of(upper));
+            let rows = page.rows;
+            let count = rows.len();
+            let full = count >= config.stream.page_rows;
+            if full && let Some(after) = last_whole_change(&rows) {
+                // Most likely the next page wanted: read it while this one is published.
+                db.changes.read_ahead(PageRequest { after, ..request });
+            }
+            let consumed = publish_changes(&mut self.sink, table, &current, rows).await?;
+            if !full && consumed == count {
+                table.resume_after = table.resume_after.max(end_of(page.upper));
                 table.caught_up = true;
             } else {
                 table.caught_up = false;
@@ -782,6 +791,7 @@ async fn open_database(
     Ok((
         Database {
             client,
+            changes: ChangeReader::new(shared.connector.clone(), database),
             watermarks,
             instances: None,
         },
@@ -808,42 +818,53 @@ async fn discover_unit_tables(
         .collect())
 }
 
-/// Publishes the events of `rows`; returns how many rows were consumed (an update's before
-/// image at the very end of a page waits for the next page, which brings its after image).
+/// The position of the last change a page's rows make whole: every row but an update's
+/// before image at the very end, which waits for the next page to bring its after image.
+fn last_whole_change(rows: &[ChangeRow]) -> Option<SourcePosition> {
+    let whole = match rows.last() {
+        Some(last) if last.position.operation == 3 => rows.len() - 1,
+        _ => rows.len(),
+    };
+    whole.checked_sub(1).map(|i| rows[i].position)
+}
+
+/// Publishes the events of `rows`; returns how many rows were consumed (all but what
+/// [`last_whole_change`] leaves for the next page).
 async fn publish_changes(
     sink: &mut Sink,
     table: &mut TableState,
     instance: &CaptureInstance,
-    rows: &[ChangeRow],
+    rows: Vec<ChangeRow>,
 ) -> anyhow::Result<usize> {
-    let mut index = 0;
-    while index < rows.len() {
-        let row = &rows[index];
+    let topic = sink.raw_topic(&table.captured.id).await?;
+    let mut tally = Tally::default();
+    let mut consumed = 0;
+    let mut rows = rows.into_iter().peekable();
+    while let Some(row) = rows.next() {
+        let commit_time_micros = row.commit_time_micros;
         let (operation, before, after, position, used) = match row.position.operation {
-            1 => (Operation::Delete, Some(&row.values), None, row.position, 1),
-            2 => (Operation::Insert, None, Some(&row.values), row.position, 1),
-            3 => match rows.get(index + 1) {
-                Some(next)
-                    if next.position.operation == 4
-                        && next.position.commit_lsn == row.position.commit_lsn
-                        && next.position.seqval == row.position.seqval =>
-                {
-                    (
-                        Operation::Update,
-                        Some(&row.values),
-                        Some(&next.values),
-                        next.position,
-                        2,
-                    )
-                }
-                Some(_) => {
+            1 => (Operation::Delete, Some(row.values), None, row.position, 1),
+            2 => (Operation::Insert, None, Some(row.values), row.position, 1),
+            3 => match rows.next_if(|next| {
+                next.position.operation == 4
+                    && next.position.commit_lsn == row.position.commit_lsn
+                    && next.position.seqval == row.position.seqval
+            }) {
+                Some(next) => (
+                    Operation::Update,
+                    Some(row.values),
+                    Some(next.values),
+                    next.position,
+                    2,
+                ),
+                None if rows.peek().is_none() => break,
+                None => {
                     return Err(anyhow!(
                         "{}: the before image of an update at {} is not followed by its after image",
                         table.name,
                         row.position
                     ));
                 }
-                None => break,
             },
             other => {
                 return Err(anyhow!(
@@ -853,21 +874,17 @@ async fn publish_changes(
                 ));
             }
         };
-        let image = after.or(before).map(Vec::as_slice).unwrap_or_default();
-        let key: Vec<Value> = instance
-            .key_indexes
-            .iter()
-            .map(|&i| image[i].clone())
-            .collect();
+        let image = after
+            .as_ref()
+            .or(before.as_ref())
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let key = key_of(instance, image);
         let key_bytes = cdc_model::key::encode(&table.captured.id, &key)?;
         if let Some(snapshot) = &mut table.snapshot {
             snapshot.forget(&key_bytes);
-            if let Some(before) = before {
-                let old_key: Vec<Value> = instance
-                    .key_indexes
-                    .iter()
-                    .map(|&i| before[i].clone())
-                    .collect();
+            if let Some(before) = &before {
+                let old_key = key_of(instance, before);
                 snapshot.forget(&cdc_model::key::encode(&table.captured.id, &old_key)?);
             }
         }
@@ -880,20 +897,69 @@ async fn publish_changes(
             position: Some(position.to_proto()),
             op: operation as i32,
             key,
-            before: before.map(|v| Row { values: v.clone() }),
-            after: after.map(|v| Row { values: v.clone() }),
+            before: before.map(|values| Row { values }),
+            after: after.map(|values| Row { values }),
             schema_id: instance.schema_id.clone(),
-            commit_time_micros: row.commit_time_micros.unwrap_or(0),
+            commit_time_micros: commit_time_micros.unwrap_or(0),
         };
-        sink.emit(&table.name, instance, &key_bytes, &event).await?;
+        let bytes = sink
+            .emit(&table.name, instance, &topic, &key_bytes, &event)
+            .await?;
+        tally.add(operation, bytes);
         table.resume_after = position;
         table.dirty = true;
-        if row.commit_time_micros.is_some() {
-            table.last_commit_micros = row.commit_time_micros;
+        if commit_time_micros.is_some() {
+            table.last_commit_micros = commit_time_micros;
         }
-        index += used;
+        consumed += used;
     }
-    Ok(index)
+    tally.record(&table.name);
+    Ok(consumed)
+}
+
+/// The key columns of a row image.
+fn key_of(instance: &CaptureInstance, image: &[Value]) -> Vec<Value> {
+    instance
+        .key_indexes
+        .iter()
+        .map(|&i| image[i].clone())
+        .collect()
+}
+
+/// Events and bytes published for one table, counted as they are sent and added to the
+/// metrics once: a labelled counter costs a registry lookup and two label strings.
+#[derive(Default)]
+struct Tally {
+    /// Events per [`Operation`], indexed by its protobuf number.
+    events: [u64; 5],
+    bytes: u64,
+}
+
+impl Tally {
+    fn add(&mut self, operation: Operation, bytes: usize) {
+        if let Some(count) = self.events.get_mut(operation as usize) {
+            *count += 1;
+        }
+        self.bytes += bytes as u64;
+    }
+
+    fn record(&self, table: &str) {
+        for (operation, label) in [
+            (Operation::Insert, "insert"),
+            (Operation::Update, "update"),
+            (Operation::Delete, "delete"),
+            (Operation::Read, "read"),
+        ] {
+            let count = self.events[operation as usize];
+            if count > 0 {
+                metrics::counter!(m::EVENTS, "table" => table.to_owned(), "op" => label)
+                    .increment(count);
+            }
+        }
+        if self.bytes > 0 {
+            metrics::counter!(m::BYTES, "table" => table.to_owned()).increment(self.bytes);
+        }
+    }
 }
 
 /// Moves a table's snapshot on: publishes the chunks whose watermark the stream has passed,
@@ -927,6 +993,8 @@ async fn advance_snapshot(
             break;
         };
         let position = SourcePosition::snapshot(high);
+        let topic = sink.raw_topic(&table.captured.id).await?;
+        let mut tally = Tally::default();
         for (key, values) in window.rows.into_iter().flatten() {
             let key_bytes = cdc_model::key::encode(&table.captured.id, &key)?;
             // A key asked for that the table does not hold: as of the watermark the row does
@@ -955,10 +1023,13 @@ async fn advance_snapshot(
                 schema_id: instance.schema_id.clone(),
                 commit_time_micros: 0,
             };
-            sink.emit(&table.name, &instance, &key_bytes, &event)
+            let bytes = sink
+                .emit(&table.name, &instance, &topic, &key_bytes, &event)
                 .await?;
+            tally.add(op, bytes);
             snapshot.progress.rows_done += 1;
         }
+        tally.record(&table.name);
         if snapshot.is_of_keys() {
             let taken = window.keys_taken.min(snapshot.progress.keys.len());
             snapshot.progress.keys.drain(..taken);
@@ -1167,14 +1238,24 @@ impl Sink {
         Ok(())
     }
 
-    /// Sends one event, its schema first when this unit has not published it yet.
+    /// The raw topic of a table, created when this unit has not used it yet.
+    async fn raw_topic(&mut self, table: &TableId) -> anyhow::Result<String> {
+        let topic = self.topics.raw(table)?;
+        self.ensure_raw_topic(&topic).await?;
+        Ok(topic)
+    }
+
+    /// Sends one event to `topic` (from [`Sink::raw_topic`]), its schema first when this
+    /// unit has not published it yet; returns the payload's size. The caller counts it in
+    /// the metrics.
     async fn emit(
         &mut self,
         table: &str,
         instance: &CaptureInstance,
+        topic: &str,
         key: &[u8],
         event: &ChangeEvent,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<usize> {
         self.begin().await?;
         let id = &instance.schema_id;
         if !self.published_schemas.contains(id) && !self.pending_schemas.contains(id) {
@@ -1185,29 +1266,13 @@ impl Sink {
                 .with_context(|| format!("cannot publish schema {id} of {table}"))?;
             self.pending_schemas.push(id.clone());
         }
-        let table_id = event
-            .source
-            .as_ref()
-            .and_then(|s| s.table.as_ref())
-            .ok_or_else(|| anyhow!("an event without its table"))?;
-        let topic = self.topics.raw(table_id)?;
-        self.ensure_raw_topic(&topic).await?;
         let payload = event.encode_to_vec();
         let headers = self.headers.clone();
-        self.send(&topic, key, &payload, Some(headers))
+        self.send(topic, key, &payload, Some(headers))
             .await
             .with_context(|| format!("cannot send an event of {table} to {topic}"))?;
         self.events += 1;
-        let operation = match event.op() {
-            Operation::Insert => "insert",
-            Operation::Update => "update",
-            Operation::Delete => "delete",
-            Operation::Read => "read",
-            Operation::Unspecified => "unspecified",
-        };
-        metrics::counter!(m::EVENTS, "table" => table.to_owned(), "op" => operation).increment(1);
-        metrics::counter!(m::BYTES, "table" => table.to_owned()).increment(payload.len() as u64);
-        Ok(())
+        Ok(payload.len())
     }
 
     /// Sends one record into the open transaction, waiting while the local queue is full.
@@ -1241,4 +1306,38 @@ fn snapshot_done_metrics(table: &str, rows_done: u64) {
     let rows = rows_done as f64;
     metrics::gauge!(m::SNAPSHOT_ROWS_DONE, "table" => table.to_owned()).set(rows);
     metrics::gauge!(m::SNAPSHOT_ROWS_ESTIMATED, "table" => table.to_owned()).set(rows);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(seqval: u8, operation: i32) -> ChangeRow {
+        let mut bytes = [0_u8; 10];
+        bytes[9] = seqval;
+        ChangeRow {
+            position: SourcePosition {
+                commit_lsn: Lsn::new([0, 0, 0, 0, 0, 0, 0, 0, 0, 7]),
+                command_id: 1,
+                seqval: Lsn::new(bytes),
+                operation,
+            },
+            values: Vec::new(),
+            commit_time_micros: None,
+        }
+    }
+
+    #[test]
+    fn a_page_is_whole_up_to_its_last_row_unless_that_is_a_before_image() {
+        let page = [row(1, 2), row(2, 3), row(2, 4)];
+        assert_eq!(last_whole_change(&page), Some(page[2].position));
+        let split = [row(1, 2), row(2, 1), row(3, 3)];
+        assert_eq!(
+            last_whole_change(&split),
+            Some(split[1].position),
+            "the before image waits for its after image"
+        );
+        assert_eq!(last_whole_change(&[row(1, 3)]), None);
+        assert_eq!(last_whole_change(&[]), None);
+    }
 }

@@ -203,3 +203,121 @@ async fn changes_become_ordered_events_with_their_images() {
     let columns: Vec<_> = schema.columns.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(columns, vec!["id", "customer", "total"]);
 }
+
+/// The `v` column of an image, as an integer.
+fn v_of(row: Option<&cdc_model::proto::Row>) -> Option<i64> {
+    row.map(|r| match r.values[1].kind {
+        Some(Kind::Int64(v)) => v,
+        ref other => panic!("not an int: {other:?}"),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_read_in_pages_that_split_updates_gives_every_change_once_in_order() {
+    let mut fixture = Fixture::new().await;
+    let table = fixture
+        .captured_table("paged", "id int NOT NULL PRIMARY KEY, v int NOT NULL")
+        .await;
+    // Three rows a page: pages end between an update's before and after images, and each
+    // full page has the next one read ahead while it is published.
+    let settings = fixture.settings_tuned("page_rows = 3\nmax_batch_events = 4", "");
+    let mut process = fixture.start(&settings);
+    let client = fixture.client(&process).await;
+    eventually(
+        "the empty table streams",
+        &process,
+        Duration::from_secs(60),
+        || {
+            let mut client = client.clone();
+            async move {
+                client
+                    .list_tables(ListTablesRequest {})
+                    .await
+                    .map(|r| r.into_inner().tables)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|t| t.phase() == Phase::Streaming)
+            }
+        },
+    )
+    .await;
+    process.terminate(Duration::from_secs(30));
+
+    // A backlog while it is stopped: 26 change rows, 16 events.
+    let mut sql = fixture.sql().await;
+    run(
+        &mut sql,
+        "INSERT INTO paged VALUES (1, 10), (2, 20), (3, 30), (4, 40), (5, 50)",
+    )
+    .await;
+    run(&mut sql, "UPDATE paged SET v = v + 1").await;
+    run(&mut sql, "UPDATE paged SET v = v + 100 WHERE id = 2").await;
+    run(&mut sql, "DELETE FROM paged WHERE id = 5").await;
+    run(&mut sql, "UPDATE paged SET v = v + 1").await;
+    let process = fixture.start(&settings);
+    let events = fixture.read(&table, 16, Some(&process));
+    assert_eq!(events.len(), 16, "{}", process.output());
+
+    let key = |id: i64| cdc_model::key::encode(&table, &[int(id)]).unwrap();
+    let per_key = by_key(&events);
+    let expected: [(i64, Vec<(Operation, Option<i64>)>); 5] = [
+        (
+            1,
+            vec![
+                (Operation::Insert, Some(10)),
+                (Operation::Update, Some(11)),
+                (Operation::Update, Some(12)),
+            ],
+        ),
+        (
+            2,
+            vec![
+                (Operation::Insert, Some(20)),
+                (Operation::Update, Some(21)),
+                (Operation::Update, Some(121)),
+                (Operation::Update, Some(122)),
+            ],
+        ),
+        (
+            3,
+            vec![
+                (Operation::Insert, Some(30)),
+                (Operation::Update, Some(31)),
+                (Operation::Update, Some(32)),
+            ],
+        ),
+        (
+            4,
+            vec![
+                (Operation::Insert, Some(40)),
+                (Operation::Update, Some(41)),
+                (Operation::Update, Some(42)),
+            ],
+        ),
+        (
+            5,
+            vec![
+                (Operation::Insert, Some(50)),
+                (Operation::Update, Some(51)),
+                (Operation::Delete, None),
+            ],
+        ),
+    ];
+    for (id, wanted) in expected {
+        let got = &per_key[&key(id)];
+        let seen: Vec<_> = got
+            .iter()
+            .map(|e| (e.op(), v_of(e.after.as_ref())))
+            .collect();
+        assert_eq!(seen, wanted, "key {id}\n{}", process.output());
+        // Each before image is the row as the event before left it.
+        for pair in got.windows(2) {
+            assert_eq!(
+                v_of(pair[1].before.as_ref()),
+                v_of(pair[0].after.as_ref()),
+                "key {id}: the before image of {:?}",
+                pair[1].position
+            );
+        }
+    }
+}
