@@ -204,6 +204,9 @@ async fn changes_become_ordered_events_with_their_images() {
     assert_eq!(columns, vec!["id", "customer", "total"]);
 }
 
+/// A key's events: operation and the `v` of its after image.
+type History = Vec<(Operation, Option<i64>)>;
+
 /// The `v` column of an image, as an integer.
 fn v_of(row: Option<&cdc_model::proto::Row>) -> Option<i64> {
     row.map(|r| match r.values[1].kind {
@@ -260,7 +263,7 @@ async fn a_backlog_read_in_pages_that_split_updates_gives_every_change_once_in_o
 
     let key = |id: i64| cdc_model::key::encode(&table, &[int(id)]).unwrap();
     let per_key = by_key(&events);
-    let expected: [(i64, Vec<(Operation, Option<i64>)>); 5] = [
+    let expected: [(i64, History); 5] = [
         (
             1,
             vec![
