@@ -199,7 +199,7 @@ impl Default for BatchConfig {
 }
 
 fn default_max_rows() -> usize {
-    10_000
+    7_500
 }
 
 fn default_max_bytes() -> usize {
@@ -214,8 +214,11 @@ fn default_queue_depth() -> usize {
     2
 }
 
+/// Two batches: one applied while the next is prepared. 15,000 rather than 20,000 (with
+/// 7,500-row rather than 10,000-row batches) took the loader's end-to-end peak RSS under
+/// 100 MB at no measurable cost in its own benchmark.
 fn default_max_in_flight_rows() -> usize {
-    20_000
+    15_000
 }
 
 fn default_appliers() -> usize {

@@ -45,8 +45,8 @@ fn invalid_keys(extra: &str) -> Vec<String> {
 #[test]
 fn batches_and_the_in_flight_budget_default_to_what_the_readme_says() {
     let config = load("").unwrap();
-    assert_eq!(config.batch.max_rows, 10_000);
-    assert_eq!(config.batch.max_in_flight_rows, 20_000);
+    assert_eq!(config.batch.max_rows, 7_500);
+    assert_eq!(config.batch.max_in_flight_rows, 15_000);
     assert_eq!(config.batch.appliers, 2);
     assert_eq!(config.target.housekeeping_interval_ms, 30_000);
 }
