@@ -9,9 +9,8 @@ use cdc_model::proto::value::Kind;
 use cdc_model::proto::{ChangeEvent, Operation, TableSchema};
 use std::time::Duration;
 
-use cdc_extractor::proto::{ListTablesRequest, Phase};
 use prost::Message as _;
-use support::{Fixture, by_key, eventually, int, run};
+use support::{Fixture, by_key, int, run};
 
 fn ops(events: &[ChangeEvent]) -> Vec<Operation> {
     events.iter().map(ChangeEvent::op).collect()
@@ -63,24 +62,7 @@ async fn changes_become_ordered_events_with_their_images() {
 
     // Both snapshots over (notes is empty, so nothing shows when its snapshot ends): a change
     // written before would rightly be read by the snapshot, not streamed as the test expects.
-    let client = fixture.client(&process).await;
-    eventually(
-        "both tables stream",
-        &process,
-        Duration::from_secs(60),
-        || {
-            let mut client = client.clone();
-            async move {
-                let tables = client
-                    .list_tables(ListTablesRequest {})
-                    .await
-                    .map(|r| r.into_inner().tables)
-                    .unwrap_or_default();
-                tables.len() == 2 && tables.iter().all(|t| t.phase() == Phase::Streaming)
-            }
-        },
-    )
-    .await;
+    fixture.until_streaming(&process, 2).await;
 
     run(&mut sql, "INSERT INTO orders VALUES (4, N'dee', 40.00)").await;
     run(&mut sql, "UPDATE orders SET total = 12.50 WHERE id = 1").await;
@@ -225,25 +207,7 @@ async fn a_backlog_read_in_pages_that_split_updates_gives_every_change_once_in_o
     // full page has the next one read ahead while it is published.
     let settings = fixture.settings_tuned("page_rows = 3\nmax_batch_events = 4", "");
     let mut process = fixture.start(&settings);
-    let client = fixture.client(&process).await;
-    eventually(
-        "the empty table streams",
-        &process,
-        Duration::from_secs(60),
-        || {
-            let mut client = client.clone();
-            async move {
-                client
-                    .list_tables(ListTablesRequest {})
-                    .await
-                    .map(|r| r.into_inner().tables)
-                    .unwrap_or_default()
-                    .iter()
-                    .any(|t| t.phase() == Phase::Streaming)
-            }
-        },
-    )
-    .await;
+    fixture.until_streaming(&process, 1).await;
     process.terminate(Duration::from_secs(30));
 
     // A backlog while it is stopped: 26 change rows, 16 events.

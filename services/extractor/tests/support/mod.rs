@@ -216,6 +216,32 @@ transaction_timeout_ms = 10000
     pub async fn client(&self, process: &ServiceProcess) -> Extractor {
         ExtractorClient::new(control::connect(process.grpc, CONTROL_TOKEN).await)
     }
+
+    /// Waits until the extractor lists `tables` tables, every one of them streaming (its
+    /// snapshot over).
+    pub async fn until_streaming(&self, process: &ServiceProcess, tables: usize) {
+        let client = self.client(process).await;
+        eventually(
+            &format!("{tables} tables streaming"),
+            process,
+            Duration::from_secs(60),
+            || {
+                let mut client = client.clone();
+                async move {
+                    let listed = client
+                        .list_tables(cdc_extractor::proto::ListTablesRequest {})
+                        .await
+                        .map(|r| r.into_inner().tables)
+                        .unwrap_or_default();
+                    listed.len() == tables
+                        && listed
+                            .iter()
+                            .all(|t| t.phase() == cdc_extractor::proto::Phase::Streaming)
+                }
+            },
+        )
+        .await;
+    }
 }
 
 /// Runs a batch and drains its results; panics with the server's message on error.
