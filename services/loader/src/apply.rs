@@ -97,18 +97,11 @@ impl From<sqlx::Error> for AttemptError {
 /// What one attempt did, for the book-keeping after COMMIT.
 #[derive(Default)]
 struct Outcome {
-    applied: Vec<(TargetTable, Vec<AppliedEvent>)>,
+    applied: Vec<(TargetTable, Applied)>,
     dead: Vec<DeadLetter>,
     stale: Vec<(PartitionId, u64, Option<i64>)>,
     stored: Vec<(PartitionId, i64)>,
     ddl_statements: Vec<(TargetTable, usize)>,
-}
-
-struct AppliedEvent {
-    operation: Operation,
-    position: cdc_model::SourcePosition,
-    commit_time_micros: i64,
-    schema_id: String,
 }
 
 impl Applier {
@@ -237,7 +230,7 @@ impl Applier {
                     continue;
                 }
                 let unaffected;
-                let group = if group.events.iter().any(|e| excluded.contains(&partition_of(&e.record))) {
+                let group = if !excluded.is_empty() && group.events.iter().any(|e| excluded.contains(&partition_of(&e.record))) {
                     unaffected = group.without_partitions(&excluded);
                     &unaffected
                 } else {
@@ -248,12 +241,10 @@ impl Applier {
                     TableResult::Applied { ddl } => {
                         outcome.ddl_statements.push((target.clone(), ddl));
                         let dead_keys: HashSet<&Provenance> = group_dead.iter().map(|d| &d.record.provenance).collect();
-                        let applied = group
-                            .events
-                            .iter()
-                            .filter(|e| !dead_keys.contains(&e.record.provenance))
-                            .map(applied_event)
-                            .collect();
+                        let mut applied = Applied::default();
+                        for event in group.events.iter().filter(|e| !dead_keys.contains(&e.record.provenance)) {
+                            applied.add(event.operation, event.position, event.commit_time_micros, &event.schema_id);
+                        }
                         outcome.applied.push((target.clone(), applied));
                         outcome.dead.extend(group_dead);
                     }
@@ -262,7 +253,7 @@ impl Applier {
                         let topics = tables.pause(target, &reason);
                         ::metrics::gauge!(metrics::TABLE_PAUSED, "table" => metrics::table_label(target)).set(1.0);
                         excluded.extend(partitions_of(&group.events));
-                        outcome.applied.push((target.clone(), Vec::new()));
+                        outcome.applied.push((target.clone(), Applied::default()));
                         if let Some(source) = &self.source {
                             let _ = source.send(SourceCommand::Pause(topics));
                         }
@@ -305,7 +296,7 @@ impl Applier {
     fn after_commit(&self, outcome: Outcome, records: usize, started: Instant) {
         ::metrics::histogram!(metrics::BATCH_ROWS).record(records as f64);
         ::metrics::histogram!(metrics::APPLY_DURATION).record(started.elapsed().as_secs_f64());
-        for (target, events) in &outcome.applied {
+        for (target, applied) in &outcome.applied {
             let label = metrics::table_label(target);
             for operation in [
                 Operation::Insert,
@@ -313,23 +304,14 @@ impl Applier {
                 Operation::Delete,
                 Operation::Read,
             ] {
-                let count = events.iter().filter(|e| e.operation == operation).count();
+                let count = applied.count(operation);
                 if count > 0 {
                     ::metrics::counter!(metrics::ROWS_APPLIED, "table" => label.clone(), "operation" => operation_label(operation))
-                        .increment(count as u64);
+                        .increment(count);
                 }
             }
-            let applied: Vec<Applied<'_>> = events
-                .iter()
-                .map(|e| Applied {
-                    operation: e.operation,
-                    position: e.position,
-                    commit_time_micros: e.commit_time_micros,
-                    schema_id: &e.schema_id,
-                })
-                .collect();
-            self.tables.applied(target, &applied);
-            if let Some(newest) = events.iter().map(|e| e.commit_time_micros).max() {
+            self.tables.applied(target, applied);
+            if let Some(newest) = applied.latest_commit_micros() {
                 ::metrics::gauge!(metrics::LAG, "table" => label.clone()).set(lag_seconds(newest));
             }
         }
@@ -405,15 +387,6 @@ fn lag_seconds(commit_micros: i64) -> f64 {
 
 fn partitions_of(events: &[Event]) -> HashSet<PartitionId> {
     events.iter().map(|e| partition_of(&e.record)).collect()
-}
-
-fn applied_event(event: &Event) -> AppliedEvent {
-    AppliedEvent {
-        operation: event.operation,
-        position: event.position,
-        commit_time_micros: event.commit_time_micros,
-        schema_id: event.schema_id.clone(),
-    }
 }
 
 /// Locks the batch's partitions' stored offsets and returns those that are not what the batch

@@ -1,7 +1,7 @@
 //! Change events as the loader sees them: decoded from Kafka, with where they came from, and
 //! coalesced per key inside a batch.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt as _};
 
 use cdc_model::proto::{ChangeEvent, Operation, TableId, Value};
 use cdc_model::{SourcePosition, key};
@@ -129,12 +129,12 @@ fn decode_parts(record: &Record) -> Result<Parts, String> {
         .value
         .as_deref()
         .ok_or_else(|| "a record without a value (a tombstone) is not a change event".to_owned())?;
-    let event =
+    let mut event =
         decode_change(value).map_err(|e| format!("the value is not a cdc.v1.ChangeEvent: {e}"))?;
     let table = event
         .source
-        .as_ref()
-        .and_then(|source| source.table.clone())
+        .take()
+        .and_then(|source| source.table)
         .ok_or_else(|| "the event names no source table".to_owned())?;
     let position = event
         .position
@@ -162,12 +162,13 @@ fn decode_parts(record: &Record) -> Result<Parts, String> {
     })
 }
 
-/// `cdc.v1.ChangeEvent` without its before image (field 5), which only deletes need: prost
-/// skips those bytes instead of building every value of an update's old row.
+/// `cdc.v1.ChangeEvent` without its before image (field 5), which only deletes need, and
+/// with only the table of its source: prost skips those bytes instead of building every value
+/// of an update's old row and two strings the loader never reads.
 #[derive(Clone, PartialEq, prost::Message)]
 struct ChangeEventWithoutBefore {
     #[prost(message, optional, tag = "1")]
-    source: Option<cdc_model::proto::Source>,
+    source: Option<SourceTable>,
     #[prost(message, optional, tag = "2")]
     position: Option<cdc_model::proto::SourcePosition>,
     #[prost(enumeration = "Operation", tag = "3")]
@@ -182,14 +183,25 @@ struct ChangeEventWithoutBefore {
     commit_time_micros: i64,
 }
 
-/// Decodes an event, its before image only for deletes.
+/// `cdc.v1.Source` with only its table (field 2).
+#[derive(Clone, PartialEq, prost::Message)]
+struct SourceTable {
+    #[prost(message, optional, tag = "2")]
+    table: Option<TableId>,
+}
+
+/// Decodes an event, its before image only for deletes (the server and capture instance of
+/// its source only for deletes too).
 fn decode_change(bytes: &[u8]) -> Result<ChangeEvent, prost::DecodeError> {
     let light = ChangeEventWithoutBefore::decode(bytes)?;
     if light.op == Operation::Delete as i32 {
         return ChangeEvent::decode(bytes);
     }
     Ok(ChangeEvent {
-        source: light.source,
+        source: light.source.map(|source| cdc_model::proto::Source {
+            table: source.table,
+            ..Default::default()
+        }),
         position: light.position,
         op: light.op,
         key: light.key,

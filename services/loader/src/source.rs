@@ -6,7 +6,11 @@
 //! Kafka's own committed offsets are written after PostgreSQL commits, for operators' lag
 //! tools only; PostgreSQL's are the truth.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+// Looked up once or more per record: foldhash, not SipHash (a denial of service through
+// chosen topic names is not a concern inside the pipeline).
+use foldhash::{HashMap, HashMapExt as _};
 use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::time::{Duration, Instant};
 
@@ -220,7 +224,10 @@ impl LoaderContext {
     }
 
     /// Stored offsets, retried until PostgreSQL answers (the group waits meanwhile).
-    fn stored_offsets(&self, partitions: &[PartitionId]) -> Option<HashMap<PartitionId, i64>> {
+    fn stored_offsets(
+        &self,
+        partitions: &[PartitionId],
+    ) -> Option<std::collections::HashMap<PartitionId, i64>> {
         let mut backoff = Duration::from_millis(200);
         loop {
             match self.runtime.block_on(self.store.load(partitions)) {

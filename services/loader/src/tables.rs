@@ -33,16 +33,55 @@ pub struct Tables {
     inner: Arc<Mutex<BTreeMap<TargetTable, TableProgress>>>,
 }
 
-/// One applied event, as the progress counts it.
-pub struct Applied<'a> {
-    /// Its operation.
-    pub operation: Operation,
-    /// Its position.
-    pub position: SourcePosition,
-    /// Its commit time.
-    pub commit_time_micros: i64,
-    /// Its schema.
-    pub schema_id: &'a str,
+/// What one batch applied to a table, as its progress counts it: summed while the batch is
+/// applied, so that no event's details outlive the transaction.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// Events applied, per [`Operation`], indexed by its protobuf number.
+    counts: [u64; 5],
+    /// The newest event's position, commit time and schema.
+    newest: Option<(SourcePosition, i64, String)>,
+    /// The latest commit time of any event, microseconds since the epoch.
+    latest_commit_micros: Option<i64>,
+}
+
+impl Applied {
+    /// Counts one event.
+    pub fn add(
+        &mut self,
+        operation: Operation,
+        position: SourcePosition,
+        commit_time_micros: i64,
+        schema_id: &str,
+    ) {
+        if let Some(count) = self.counts.get_mut(operation as usize) {
+            *count += 1;
+        }
+        self.latest_commit_micros = Some(
+            self.latest_commit_micros
+                .map_or(commit_time_micros, |t| t.max(commit_time_micros)),
+        );
+        match &mut self.newest {
+            Some((newest, commit, schema)) if position > *newest => {
+                *newest = position;
+                *commit = commit_time_micros;
+                // Reuses the string's buffer: the schema rarely changes.
+                schema_id.clone_into(schema);
+            }
+            Some(_) => {}
+            None => self.newest = Some((position, commit_time_micros, schema_id.to_owned())),
+        }
+    }
+
+    /// Events of `operation` counted.
+    pub fn count(&self, operation: Operation) -> u64 {
+        self.counts.get(operation as usize).copied().unwrap_or(0)
+    }
+
+    /// The latest commit time counted.
+    pub fn latest_commit_micros(&self) -> Option<i64> {
+        self.latest_commit_micros
+    }
 }
 
 impl Tables {
@@ -66,24 +105,19 @@ impl Tables {
     }
 
     /// Counts applied events.
-    pub fn applied(&self, table: &TargetTable, events: &[Applied<'_>]) {
+    pub fn applied(&self, table: &TargetTable, applied: &Applied) {
         let mut tables = self.lock();
         let progress = tables.entry(table.clone()).or_default();
-        for event in events {
-            match event.operation {
-                Operation::Insert => progress.inserts += 1,
-                Operation::Update => progress.updates += 1,
-                Operation::Delete => progress.deletes += 1,
-                Operation::Read | Operation::Unspecified => progress.reads += 1,
-            }
-            if progress
-                .last_position
-                .is_none_or(|last| event.position > last)
-            {
-                progress.last_position = Some(event.position);
-                progress.last_commit_micros = Some(event.commit_time_micros);
-                event.schema_id.clone_into(&mut progress.schema_id);
-            }
+        progress.inserts += applied.count(Operation::Insert);
+        progress.updates += applied.count(Operation::Update);
+        progress.deletes += applied.count(Operation::Delete);
+        progress.reads += applied.count(Operation::Read) + applied.count(Operation::Unspecified);
+        if let Some((position, commit_time_micros, schema_id)) = &applied.newest
+            && progress.last_position.is_none_or(|last| *position > last)
+        {
+            progress.last_position = Some(*position);
+            progress.last_commit_micros = Some(*commit_time_micros);
+            schema_id.clone_into(&mut progress.schema_id);
         }
     }
 
@@ -171,5 +205,56 @@ fn to_status(table: &TargetTable, progress: &TableProgress) -> TableStatus {
         paused_reason: progress.paused_reason.clone().unwrap_or_default(),
         schema_id: progress.schema_id.clone(),
         dead_letters: progress.dead_letters,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cdc_model::Lsn;
+
+    fn at(lsn: u8) -> SourcePosition {
+        let mut bytes = [0_u8; 10];
+        bytes[9] = lsn;
+        SourcePosition::snapshot(Lsn::new(bytes))
+    }
+
+    #[test]
+    fn a_batch_counts_its_events_and_the_status_shows_its_newest_position_and_schema() {
+        let table = TargetTable {
+            schema: "public".into(),
+            name: "orders".into(),
+        };
+        let tables = Tables::default();
+        let mut applied = Applied::default();
+        // Arrival order is not position order across partitions.
+        applied.add(Operation::Insert, at(3), 300, "schema-b");
+        applied.add(Operation::Update, at(5), 200, "schema-b");
+        applied.add(Operation::Delete, at(4), 400, "schema-a");
+        applied.add(Operation::Read, at(1), 100, "schema-a");
+        assert_eq!(applied.latest_commit_micros(), Some(400));
+        tables.applied(&table, &applied);
+        let status = tables.status(&table).unwrap();
+        assert_eq!(
+            (
+                status.inserts,
+                status.updates,
+                status.deletes,
+                status.snapshot_reads
+            ),
+            (1, 1, 1, 1)
+        );
+        assert_eq!(status.last_position, at(5).to_string());
+        assert_eq!(status.schema_id, "schema-b");
+
+        // A later batch whose newest event is older than what the table has seen counts its
+        // events but leaves the position alone.
+        let mut older = Applied::default();
+        older.add(Operation::Update, at(2), 500, "schema-a");
+        tables.applied(&table, &older);
+        let status = tables.status(&table).unwrap();
+        assert_eq!(status.updates, 2);
+        assert_eq!(status.last_position, at(5).to_string());
+        assert_eq!(status.schema_id, "schema-b");
     }
 }
