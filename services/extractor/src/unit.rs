@@ -836,6 +836,10 @@ async fn publish_changes(
     instance: &CaptureInstance,
     rows: Vec<ChangeRow>,
 ) -> anyhow::Result<usize> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    // A table's raw topic is created with its first event, not before.
     let topic = sink.raw_topic(&table.captured.id).await?;
     let mut tally = Tally::default();
     let mut consumed = 0;
@@ -993,9 +997,13 @@ async fn advance_snapshot(
             break;
         };
         let position = SourcePosition::snapshot(high);
-        let topic = sink.raw_topic(&table.captured.id).await?;
+        // Named (and created) with the window's first row: an empty table gets no topic yet.
+        let mut topic: Option<String> = None;
         let mut tally = Tally::default();
         for (key, values) in window.rows.into_iter().flatten() {
+            if topic.is_none() {
+                topic = Some(sink.raw_topic(&table.captured.id).await?);
+            }
             let key_bytes = cdc_model::key::encode(&table.captured.id, &key)?;
             // A key asked for that the table does not hold: as of the watermark the row does
             // not exist, so it is published as a delete (the key, NULL elsewhere).
@@ -1024,7 +1032,13 @@ async fn advance_snapshot(
                 commit_time_micros: 0,
             };
             let bytes = sink
-                .emit(&table.name, &instance, &topic, &key_bytes, &event)
+                .emit(
+                    &table.name,
+                    &instance,
+                    topic.as_deref().unwrap_or_default(),
+                    &key_bytes,
+                    &event,
+                )
                 .await?;
             tally.add(op, bytes);
             snapshot.progress.rows_done += 1;
