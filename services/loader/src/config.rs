@@ -216,7 +216,7 @@ fn default_queue_depth() -> usize {
 
 /// Two batches: one applied while the next is prepared. 15,000 rather than 20,000 (with
 /// 7,500-row rather than 10,000-row batches) took the loader's end-to-end peak RSS under
-/// 100 MB at no measurable cost in its own benchmark.
+/// 100 MB, for up to a sixth of its own benchmark's bulk throughput (README, Benchmarks).
 fn default_max_in_flight_rows() -> usize {
     15_000
 }
