@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use cdc_model::proto::{ColumnSchema, TableId, TableSchema};
+use cdc_model::proto::{ColumnSchema, TableId, TableSchema, Value};
 use cdc_model::{Lsn, SqlServerType, TablePattern};
 use tiberius::{ColumnData, Row};
 
@@ -30,6 +30,11 @@ pub struct CaptureInstance {
 }
 
 impl CaptureInstance {
+    /// The key values of a row image in schema order, in key order.
+    pub fn key_of(&self, image: &[Value]) -> Vec<Value> {
+        self.key_indexes.iter().map(|&i| image[i].clone()).collect()
+    }
+
     /// The select list, columns qualified by `alias`.
     pub fn select_list(&self, alias: &str) -> String {
         self.select_columns

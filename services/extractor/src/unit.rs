@@ -883,12 +883,12 @@ async fn publish_changes(
             .or(before.as_ref())
             .map(Vec::as_slice)
             .unwrap_or_default();
-        let key = key_of(instance, image);
+        let key = instance.key_of(image);
         let key_bytes = cdc_model::key::encode(&table.captured.id, &key)?;
         if let Some(snapshot) = &mut table.snapshot {
             snapshot.forget(&key_bytes);
             if let Some(before) = &before {
-                let old_key = key_of(instance, before);
+                let old_key = instance.key_of(before);
                 snapshot.forget(&cdc_model::key::encode(&table.captured.id, &old_key)?);
             }
         }
@@ -919,15 +919,6 @@ async fn publish_changes(
     }
     tally.record(&table.name);
     Ok(consumed)
-}
-
-/// The key columns of a row image.
-fn key_of(instance: &CaptureInstance, image: &[Value]) -> Vec<Value> {
-    instance
-        .key_indexes
-        .iter()
-        .map(|&i| image[i].clone())
-        .collect()
 }
 
 /// Events and bytes published for one table, counted as they are sent and added to the
@@ -1130,11 +1121,7 @@ async fn advance_snapshot(
             keys_taken: 0,
         };
         for values in rows {
-            let key: Vec<Value> = instance
-                .key_indexes
-                .iter()
-                .map(|&i| values[i].clone())
-                .collect();
+            let key = instance.key_of(&values);
             window.index.insert(
                 cdc_model::key::encode(&table.captured.id, &key)?,
                 window.rows.len(),
@@ -1198,11 +1185,7 @@ async fn read_chosen_keys(
             keys_taken: taken,
         };
         for values in rows {
-            let key: Vec<Value> = instance
-                .key_indexes
-                .iter()
-                .map(|&i| values[i].clone())
-                .collect();
+            let key = instance.key_of(&values);
             window.index.insert(
                 cdc_model::key::encode(&table.captured.id, &key)?,
                 window.rows.len(),
