@@ -533,7 +533,7 @@ async fn evolve_and_apply(
             session,
             &stage,
             schema,
-            (&events, group.copy_text.get(schema_id).map(Vec::as_slice)),
+            (&events, group.copy_data.get(schema_id).map(Vec::as_slice)),
             target,
             &group.source_table,
             dead,
@@ -689,9 +689,9 @@ async fn apply_isolating(
     let mut first = true;
     while let Some(slice) = work.pop() {
         run(connection, "SAVEPOINT cdc_rows").await?;
-        // The first attempt sends the COPY text prepared ahead; bisection encodes its halves.
-        let text = if first { precomputed } else { None };
-        let attempt = apply_rows(connection, stage, schema, (slice, text), target, !first).await;
+        // The first attempt sends the COPY data prepared ahead; bisection encodes its halves.
+        let data = if first { precomputed } else { None };
+        let attempt = apply_rows(connection, stage, schema, (slice, data), target, !first).await;
         first = false;
         match attempt {
             Ok(()) => run(connection, "RELEASE SAVEPOINT cdc_rows").await?,
@@ -736,7 +736,7 @@ async fn apply_rows(
     connection: &mut PgConnection,
     stage: &Stage,
     schema: &TableSchema,
-    (events, prepared_text): (&[&Event], Option<&[u8]>),
+    (events, prepared_data): (&[&Event], Option<&[u8]>),
     target: &TargetTable,
     clear_stage_first: bool,
 ) -> Result<(), sqlx::Error> {
@@ -747,8 +747,8 @@ async fn apply_rows(
             .await?;
     }
     let encoded;
-    let buffer = match prepared_text {
-        Some(text) => text,
+    let buffer = match prepared_data {
+        Some(data) => data,
         None => {
             encoded = copy_rows(schema, events);
             &encoded

@@ -9,7 +9,7 @@
 
 pub mod apply;
 pub mod config;
-pub mod copy_text;
+pub mod copy_binary;
 pub mod dead_letters;
 pub mod event;
 pub mod grpc;

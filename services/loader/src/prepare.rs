@@ -1,6 +1,7 @@
 //! Preparing a batch for the applier, off its critical path: decode every record, find its
 //! target table, coalesce per row (newest position wins), fetch the schemas, check row images
-//! against them, and encode the COPY text — while PostgreSQL applies the previous batch.
+//! against them, and encode the stage rows (binary COPY) — while PostgreSQL applies the
+//! previous batch.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use std::time::Duration;
 use cdc_model::proto::TableSchema;
 use tokio_util::sync::CancellationToken;
 
-use crate::copy_text::CopyRow;
+use crate::copy_binary::{Refusal, StageRows, Tail};
 use crate::dead_letters::DeadLetter;
 use crate::event::{self, Change, Event, Record};
 use crate::naming::{TableNameTemplate, TargetTable, check_identifier, source_name};
@@ -26,12 +27,12 @@ pub struct TableGroup {
     pub events: Vec<Event>,
     /// The schemas the events name.
     pub schemas: BTreeMap<String, Arc<TableSchema>>,
-    /// COPY text of every event, per schema id (computed once, used by the first attempt).
-    pub copy_text: BTreeMap<String, Vec<u8>>,
+    /// COPY data of every event, per schema id (computed once, used by the first attempt).
+    pub copy_data: BTreeMap<String, Vec<u8>>,
 }
 
 impl TableGroup {
-    /// The same group without the events consumed from `partitions` (their COPY text is
+    /// The same group without the events consumed from `partitions` (their COPY data is
     /// recomputed when needed).
     pub fn without_partitions(&self, partitions: &HashSet<PartitionId>) -> TableGroup {
         let events: Vec<Event> = self
@@ -44,7 +45,7 @@ impl TableGroup {
             source_table: self.source_table.clone(),
             events,
             schemas: self.schemas.clone(),
-            copy_text: BTreeMap::new(),
+            copy_data: BTreeMap::new(),
         }
     }
 }
@@ -236,6 +237,8 @@ impl Preparer {
         let mut schemas = BTreeMap::new();
         // Ids the registry read the whole topic for and did not find: asked once per batch.
         let mut missing: HashSet<String> = HashSet::new();
+        let mut stages: BTreeMap<String, StageRows> = BTreeMap::new();
+        let capacity = events.iter().map(stage_bytes).sum();
         let mut kept = Vec::with_capacity(events.len());
         for event in events {
             let known =
@@ -252,33 +255,39 @@ impl Preparer {
                 }
             }
             let refusal = match schemas.get(&event.schema_id) {
-                None => Some(format!("schema {} is not published", event.schema_id)),
-                Some(schema) => image_mismatch(&event, schema),
+                None => Some((format!("schema {} is not published", event.schema_id), "")),
+                Some(schema) => image_mismatch(&event, schema)
+                    .map(|reason| (reason, ""))
+                    .or_else(|| {
+                        let rows = stages
+                            .entry(event.schema_id.clone())
+                            .or_insert_with(|| StageRows::new(schema, capacity));
+                        stage_row(rows, &event)
+                            .err()
+                            .map(|refusal| (refusal.to_string(), refusal.code))
+                    }),
             };
-            if let Some(reason) = refusal {
+            if let Some((reason, code)) = refusal {
                 dead.push(letter(
                     event.record,
                     &source_table,
                     Some(target),
                     reason,
-                    "",
+                    code,
                 ));
                 continue;
             }
             kept.push(event);
         }
-        let copy_text = schemas
-            .iter()
-            .map(|(id, schema)| {
-                let events: Vec<&Event> = kept.iter().filter(|e| &e.schema_id == id).collect();
-                (id.clone(), copy_rows(schema, &events))
-            })
+        let copy_data = stages
+            .into_iter()
+            .map(|(id, rows)| (id, rows.finish()))
             .collect();
         Ok(TableGroup {
             source_table,
             events: kept,
             schemas,
-            copy_text,
+            copy_data,
         })
     }
 }
@@ -352,37 +361,38 @@ fn image_mismatch(event: &Event, schema: &TableSchema) -> Option<String> {
     }
 }
 
-/// The stage rows of `events` in COPY text form: the schema's columns, then position, commit
-/// time, whether it is a delete, and the encoded row key.
+/// The stage rows of `events` as binary COPY data: the schema's columns, then position, commit
+/// time, whether it is a delete, and the encoded row key. Used again for parts of a batch after
+/// the first attempt; an event refused here was dead-lettered when its batch was prepared, and
+/// should one be refused anyway it is written as a row PostgreSQL refuses, never skipped.
 pub fn copy_rows(schema: &TableSchema, events: &[&Event]) -> Vec<u8> {
-    let key_indexes = cdc_model::schema::key_indexes(schema).unwrap_or_default();
-    let null = cdc_model::value::null();
-    // Text is about twice the protobuf size; one allocation up front instead of regrowing.
-    let mut buffer = Vec::with_capacity(events.iter().map(|e| e.record.size() * 2 + 160).sum());
+    let mut rows = StageRows::new(schema, events.iter().map(|e| stage_bytes(e)).sum());
     for event in events {
-        let mut row = CopyRow::new(&mut buffer);
-        match &event.image {
-            Some(image) => {
-                for value in image {
-                    row.value(value);
-                }
-            }
-            None => {
-                for index in 0..schema.columns.len() {
-                    let key_at = key_indexes.iter().position(|k| *k == index);
-                    row.value(
-                        key_at
-                            .and_then(|k| event.key_values.get(k))
-                            .unwrap_or(&null),
-                    );
-                }
-            }
+        if stage_row(&mut rows, event).is_err() {
+            rows.push_refused();
         }
-        row.bytes(&event.position.to_ordered_bytes());
-        row.timestamptz_micros(event.commit_time_micros);
-        row.bool(event.change == Change::Delete);
-        row.bytes(&event.row_key);
-        row.finish();
     }
-    buffer
+    rows.finish()
+}
+
+/// About how many bytes an event's stage row takes: binary values are about as long as the
+/// record they come from, plus the stage's own columns.
+fn stage_bytes(event: &Event) -> usize {
+    event.record.size() + 64
+}
+
+/// Appends the stage row of one event: its image, or for a delete without one its key values
+/// in their columns and NULL elsewhere.
+fn stage_row(rows: &mut StageRows, event: &Event) -> Result<(), Refusal> {
+    let position = event.position.to_ordered_bytes();
+    let tail = Tail {
+        position: &position,
+        commit_time_micros: event.commit_time_micros,
+        delete: event.change == Change::Delete,
+        row_key: &event.row_key,
+    };
+    match &event.image {
+        Some(image) => rows.push(image.iter(), &tail),
+        None => rows.push_key_only(&event.key_values, &tail),
+    }
 }

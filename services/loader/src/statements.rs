@@ -1,12 +1,12 @@
 //! The SQL the loader runs, generated from names it quotes itself. Pure, so every statement is
 //! unit-tested without a database.
 //!
-//! A batch of one table and one schema is COPYed into a temporary stage table, then applied
-//! set-based: one `INSERT .. ON CONFLICT DO UPDATE` for every upsert, one `DELETE .. USING` for
+//! A batch of one table and one schema is COPYed (binary) into a temporary stage table, then
+//! applied set-based: one `INSERT .. ON CONFLICT DO UPDATE` for every upsert, one `DELETE .. USING` for
 //! every delete. Both compare the ordered source positions, so an older event never overwrites
 //! a newer row, and a delete tombstone keeps a late snapshot read from bringing a row back.
 
-use cdc_model::proto::TableSchema;
+use cdc_model::proto::{ColumnSchema, ColumnType, TableSchema};
 
 use crate::naming::{TargetTable, quote_ident};
 use crate::target::{COMMIT_TIME_COLUMN, DELETED_AT_COLUMN, POSITION_COLUMN, PgType};
@@ -168,10 +168,7 @@ impl TableStatements {
             .schema
             .columns
             .iter()
-            .map(|c| {
-                let pg_type = PgType::of(&c.r#type.clone().unwrap_or_default());
-                format!("{} {}", quote_ident(&c.name), pg_type.ddl())
-            })
+            .map(|c| format!("{} {}", quote_ident(&c.name), stage_type(c).ddl()))
             .chain([
                 format!("{STAGE_POSITION} bytea NOT NULL"),
                 format!("{STAGE_COMMIT_TIME} timestamptz NOT NULL"),
@@ -196,7 +193,10 @@ impl TableStatements {
                 .map(String::from),
             )
             .collect();
-        let copy = format!("COPY {stage} ({}) FROM STDIN", copy_columns.join(", "));
+        let copy = format!(
+            "COPY {stage} ({}) FROM STDIN (FORMAT binary)",
+            copy_columns.join(", ")
+        );
         let upsert = upsert(spec, &stage, &target, &columns, &keys, &tombstones);
         let (delete, tombstone_insert) = if spec.soft_delete {
             (None, None)
@@ -226,6 +226,20 @@ SET position = EXCLUDED.position, deleted_at = now() WHERE d.position < EXCLUDED
     }
 }
 
+fn column_type(column: &ColumnSchema) -> ColumnType {
+    column.r#type.clone().unwrap_or_default()
+}
+
+/// A column's type in the stage: its target type, but `text` for XML. PostgreSQL reads binary
+/// XML in the encoding its declaration names, while the loader always sends UTF-8; as text it
+/// is converted like any text, then parsed by the cast in the upsert.
+pub fn stage_type(column: &ColumnSchema) -> PgType {
+    match PgType::of(&column_type(column)) {
+        PgType::Xml => PgType::Text,
+        other => other,
+    }
+}
+
 fn upsert(
     spec: &StageSpec<'_>,
     stage: &str,
@@ -237,7 +251,15 @@ fn upsert(
     let mut insert_columns = columns.to_vec();
     insert_columns.push(quote_ident(POSITION_COLUMN));
     insert_columns.push(quote_ident(COMMIT_TIME_COLUMN));
-    let mut selected: Vec<String> = columns.iter().map(|c| format!("s.{c}")).collect();
+    // XML is staged as text (see `stage_type`) and parsed as it goes into the target.
+    let mut selected: Vec<String> = columns
+        .iter()
+        .zip(&spec.schema.columns)
+        .map(|(quoted, column)| match PgType::of(&column_type(column)) {
+            PgType::Xml => format!("s.{quoted}::xml"),
+            _ => format!("s.{quoted}"),
+        })
+        .collect();
     selected.push(format!("s.{STAGE_POSITION}"));
     selected.push(format!("s.{STAGE_COMMIT_TIME}"));
     if spec.soft_delete {
@@ -322,7 +344,7 @@ mod tests {
         let s = statements(false);
         assert_eq!(
             s.copy,
-            "COPY \"_cdc_stage_1\" (\"id\", \"we\"\"ird\", _cdc_position, _cdc_commit_time, _cdc_delete, _cdc_row_key) FROM STDIN"
+            "COPY \"_cdc_stage_1\" (\"id\", \"we\"\"ird\", _cdc_position, _cdc_commit_time, _cdc_delete, _cdc_row_key) FROM STDIN (FORMAT binary)"
         );
         assert!(
             s.upsert.contains(
@@ -347,6 +369,36 @@ mod tests {
                 .contains("\"cdc_loader\".tombstones")
         );
         assert!(s.create_stage.contains("ON COMMIT DELETE ROWS"));
+    }
+
+    #[test]
+    fn xml_is_staged_as_text_and_parsed_as_it_goes_into_the_target() {
+        let mut schema = schema();
+        schema.columns[1].r#type = Some(ColumnType {
+            logical: LogicalType::Xml as i32,
+            ..Default::default()
+        });
+        let target = TargetTable {
+            schema: "public".into(),
+            name: "docs".into(),
+        };
+        let s = TableStatements::new(&StageSpec {
+            target: &target,
+            schema: &schema,
+            stage: "_cdc_stage_2",
+            state_schema: "cdc_loader",
+            soft_delete: false,
+        });
+        assert!(
+            s.create_stage.contains("\"we\"\"ird\" text"),
+            "{}",
+            s.create_stage
+        );
+        assert!(
+            s.upsert.contains("s.\"we\"\"ird\"::xml, s._cdc_position"),
+            "{}",
+            s.upsert
+        );
     }
 
     #[test]
