@@ -340,7 +340,7 @@ impl Applier {
                 let _ = source.send(SourceCommand::Committed(outcome.stored));
             }
             for (partition, epoch, offset) in outcome.stale {
-                tracing::info!(topic = %partition.0, partition = partition.1, "stored offset moved elsewhere; re-reading");
+                tracing::info!(topic = %partition.0, partition = partition.1, stored = ?offset, "the stored offset is not where this instance left it (another instance moved it, or PostgreSQL lost the last commits in a crash); re-reading from it");
                 let _ = source.send(SourceCommand::Rewind {
                     partition,
                     epoch,

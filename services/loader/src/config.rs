@@ -62,10 +62,46 @@ pub struct PostgresConfig {
     /// Timeout of one connection attempt.
     #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
+    /// PostgreSQL's `synchronous_commit` for the loader's sessions. `off` by default: a
+    /// batch's rows and its offsets commit in one transaction, so a commit PostgreSQL loses in
+    /// a crash loses both, and the loader reads those events again (see the README).
+    #[serde(default)]
+    pub synchronous_commit: SynchronousCommit,
 }
 
 fn default_connect_timeout_ms() -> u64 {
     5_000
+}
+
+/// When a commit returns, in PostgreSQL's terms (`synchronous_commit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SynchronousCommit {
+    /// Before the commit is on disk: a crash of PostgreSQL can lose the last commits, which
+    /// the loader then applies again.
+    #[default]
+    Off,
+    /// Once the commit is on the local disk.
+    Local,
+    /// Once the commit is on disk, and on a synchronous standby's if one is configured.
+    On,
+    /// Once a synchronous standby has written it (not flushed).
+    RemoteWrite,
+    /// Once a synchronous standby has applied it.
+    RemoteApply,
+}
+
+impl SynchronousCommit {
+    /// The setting's value as PostgreSQL spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SynchronousCommit::Off => "off",
+            SynchronousCommit::Local => "local",
+            SynchronousCommit::On => "on",
+            SynchronousCommit::RemoteWrite => "remote_write",
+            SynchronousCommit::RemoteApply => "remote_apply",
+        }
+    }
 }
 
 /// What happens to a deleted source row.

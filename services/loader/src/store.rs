@@ -58,7 +58,8 @@ impl Connector {
     pub fn new(config: &PostgresConfig, password: Option<&SecretString>) -> anyhow::Result<Self> {
         let mut options = PgConnectOptions::from_str(&config.url)
             .map_err(|e| anyhow::anyhow!("postgres.url: {e}"))?
-            .application_name("cdc-loader");
+            .application_name("cdc-loader")
+            .options([("synchronous_commit", config.synchronous_commit.as_str())]);
         if let Some(password) = password {
             options = options.password(password.expose_secret());
         }

@@ -259,3 +259,89 @@ async fn an_in_flight_budget_of_one_batch_still_drains_every_partition() {
         .collect();
     assert_eq!(fixture.id_note_rows("public.orders").await, expected);
 }
+
+/// Commits PostgreSQL lost in a crash (possible with the default `synchronous_commit = off`):
+/// the rows and the stored offsets of the lost transactions vanish together, the sessions die,
+/// and the loader, finding the stored offset behind where it left it, reads those events again.
+/// Simulated exactly: the target and the offsets set back to an earlier consistent state.
+#[tokio::test]
+async fn commits_lost_in_a_postgres_crash_are_read_and_applied_again() {
+    let mut fixture = Fixture::new().await;
+    let table = source_table("shop", "dbo", "orders");
+    let topic = fixture.table_topic(&table, 1).await;
+    let mut events = Events::new(orders(&table));
+    fixture.publish_schema(&events.schema).await;
+    let loader = fixture.start_loader("[batch]\nappliers = 1\nmax_rows = 25\n");
+    let first: Vec<_> = (1..=100)
+        .map(|id| events.insert(id_note(id, "first")))
+        .collect();
+    fixture.send(&topic, &first).await;
+    fixture.wait_caught_up(&topic, &loader, CATCH_UP).await;
+
+    // The crash: the transactions after offset 60 are gone, and so is every session.
+    let mut lost = fixture.db.pool.begin().await.unwrap();
+    sqlx::query("DELETE FROM public.orders WHERE id > 60")
+        .execute(&mut *lost)
+        .await
+        .unwrap();
+    let rewound = sqlx::query("UPDATE cdc_loader.offsets SET next_offset = 60 WHERE topic = $1")
+        .bind(&topic)
+        .execute(&mut *lost)
+        .await
+        .unwrap();
+    assert_eq!(rewound.rows_affected(), 1);
+    lost.commit().await.unwrap();
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND application_name LIKE 'cdc-loader%'",
+    )
+    .execute(&fixture.db.pool)
+    .await
+    .unwrap();
+
+    // Only new rows arrive: the lost ones come back only if their events are read again.
+    let second: Vec<_> = (101..=150)
+        .map(|id| events.insert(id_note(id, "second")))
+        .collect();
+    fixture.send(&topic, &second).await;
+    fixture.wait_caught_up(&topic, &loader, CATCH_UP).await;
+    let expected: BTreeMap<i64, Option<String>> = (1..=150)
+        .map(|id| {
+            (
+                id,
+                Some(if id <= 100 { "first" } else { "second" }.to_owned()),
+            )
+        })
+        .collect();
+    assert_eq!(fixture.id_note_rows("public.orders").await, expected);
+    assert!(
+        loader.output().contains("re-reading from it"),
+        "the loader did not say it read again:\n{}",
+        loader.output()
+    );
+}
+
+#[tokio::test]
+async fn the_loader_s_sessions_use_the_configured_synchronous_commit() {
+    let fixture = Fixture::new().await;
+    use cdc_loader::config::{PostgresConfig, SynchronousCommit};
+    for (setting, shown) in [
+        (SynchronousCommit::default(), "off"),
+        (SynchronousCommit::On, "on"),
+        (SynchronousCommit::RemoteApply, "remote_apply"),
+    ] {
+        let config = PostgresConfig {
+            url: fixture.db.url.clone(),
+            password: None,
+            connect_timeout_ms: 5_000,
+            synchronous_commit: setting,
+        };
+        let connector = cdc_loader::store::Connector::new(&config, None).unwrap();
+        let mut session = connector.connect().await.unwrap();
+        let value: String = sqlx::query_scalar("SHOW synchronous_commit")
+            .fetch_one(&mut session)
+            .await
+            .unwrap();
+        assert_eq!(value, shown, "with {setting:?}");
+    }
+}

@@ -67,3 +67,27 @@ fn a_housekeeping_interval_out_of_range_is_refused_by_its_key() {
         ["target.housekeeping_interval_ms"]
     );
 }
+
+#[test]
+fn commits_are_asynchronous_unless_configured_and_a_bad_setting_is_refused_by_its_key() {
+    use cdc_loader::config::SynchronousCommit;
+    // `extra` without a section header continues MINIMAL's `[postgres]`.
+    assert_eq!(
+        load("").unwrap().postgres.synchronous_commit,
+        SynchronousCommit::Off
+    );
+    assert_eq!(
+        load("synchronous_commit = \"remote_apply\"\n")
+            .unwrap()
+            .postgres
+            .synchronous_commit,
+        SynchronousCommit::RemoteApply
+    );
+    match load("synchronous_commit = \"sometimes\"\n") {
+        Err(error) => assert!(
+            error.to_string().contains("synchronous_commit"),
+            "the error does not name the key: {error}"
+        ),
+        Ok(config) => panic!("accepted: {config:?}"),
+    }
+}
