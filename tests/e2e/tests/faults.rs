@@ -239,8 +239,15 @@ impl Injector {
                 self.note("Kafka is healthy again".to_owned());
             }
             Fault::RestartPostgres => {
-                self.note("PostgreSQL: fast shutdown, 2 s down, start".to_owned());
-                stack_script("pg-restart.sh", &["2"]);
+                // An immediate shutdown is a crash: the loader's last (asynchronous) commits
+                // may be lost, and it must read them again.
+                let mode = if self.rng.below(2) == 0 {
+                    "fast"
+                } else {
+                    "immediate"
+                };
+                self.note(format!("PostgreSQL: {mode} shutdown, 2 s down, start"));
+                stack_script("pg-restart.sh", &["2", mode]);
                 self.note("PostgreSQL is ready again".to_owned());
             }
             Fault::DropSqlServerConnections => {
