@@ -17,6 +17,7 @@ pub mod dml;
 pub mod error;
 pub mod expr;
 pub mod functions;
+mod literal_insert;
 pub mod metadata;
 pub mod parse_cache;
 pub mod procedures;
