@@ -48,6 +48,10 @@ use serde_json::json;
 use report::{Usage, round1, round2, thousands, verdict};
 use sampler::{Counter, Sampler, Source, Watched};
 
+/// The simulator's own allocator, as in its binary (`tests/mssql-sim/src/main.rs`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The loader creates `public.paced` from the warm-up row; this column and trigger then
 /// record when each row was written there.
 const ADD_APPLIED_AT: &str = "ALTER TABLE public.paced ADD COLUMN applied_at timestamptz";

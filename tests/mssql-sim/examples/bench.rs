@@ -18,6 +18,10 @@ use tiberius::{AuthMethod, Client, Config, EncryptionLevel, Query};
 use tokio::net::TcpStream;
 use tokio_util::compat::TokioAsyncWriteCompatExt;
 
+/// The simulator's own allocator, as in its binary (`src/main.rs`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const PASSWORD: &str = "Bench-Pa55word!";
 const ROWS_PER_INSERT: usize = 1000;
 /// 4 parameters a row; SQL Server takes at most 2,100 parameters a call.
