@@ -72,6 +72,17 @@ impl<'a> Scope<'a> {
 /// Compiles `expr` in `scope` and evaluates it over the scope's row. For expressions run once;
 /// statements that evaluate an expression per row compile it once with [`Compiler`].
 pub fn evaluate(expr: &Expr, scope: Scope<'_>) -> Result<Typed, SqlError> {
+    // A literal compiles to a constant: taken as it is, without a compiler and a copy (a
+    // multi-row INSERT evaluates thousands of them).
+    if let Expr::Value(value) = expr
+        && let Plan {
+            node: Node::Constant(value),
+            sql_type,
+            ..
+        } = literal(&value.value)?
+    {
+        return Ok(Typed { sql_type, value });
+    }
     let plan = Compiler::new(scope).compile(expr)?;
     let row = scope.row.map_or(&[][..], |(_, values)| values);
     let value = plan.eval(&Env::row(row, scope.database))?;
