@@ -20,29 +20,49 @@ use sqlparser::parser::Parser;
 /// the batch with `sqlparser`).
 pub fn parse(dialect: &dyn Dialect, sql: &str) -> Option<Vec<Statement>> {
     let pieces = split_at_semicolons(sql)?;
-    let mut inserts = 0;
-    let mut statements = Vec::with_capacity(pieces.len());
-    for piece in pieces {
-        let first = first_word(piece)?;
-        if first.eq_ignore_ascii_case("INSERT") {
-            statements.push(literal_insert(dialect, piece)?);
-            inserts += 1;
-            continue;
-        }
-        let allowed = match first.to_ascii_uppercase().as_str() {
-            // `BEGIN` also starts blocks (`BEGIN … END`, `BEGIN TRY`), which hold semicolons.
-            "BEGIN" => second_word(piece).is_some_and(|w| {
-                w.eq_ignore_ascii_case("TRAN") || w.eq_ignore_ascii_case("TRANSACTION")
-            }),
-            "COMMIT" | "ROLLBACK" | "UPDATE" | "DELETE" => true,
-            _ => false,
-        };
-        if !allowed {
-            return None;
-        }
-        statements.extend(Parser::parse_sql(dialect, piece).ok()?);
+    // Every statement's kind is checked before any is parsed, so a batch the shortcut does
+    // not take costs no parsing twice.
+    let kinds: Vec<Kind> = pieces
+        .iter()
+        .map(|piece| kind(piece))
+        .collect::<Option<_>>()?;
+    if !kinds.contains(&Kind::Insert) {
+        return None;
     }
-    (inserts > 0).then_some(statements)
+    let mut statements = Vec::with_capacity(pieces.len());
+    for (piece, kind) in pieces.into_iter().zip(kinds) {
+        match kind {
+            Kind::Insert => statements.push(literal_insert(dialect, piece)?),
+            Kind::Other => statements.extend(Parser::parse_sql(dialect, piece).ok()?),
+        }
+    }
+    Some(statements)
+}
+
+/// What the shortcut does with a statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// An INSERT, its values scanned here.
+    Insert,
+    /// A statement with no top-level semicolon in it, parsed by `sqlparser` on its own.
+    Other,
+}
+
+/// The statement's kind, or `None` when it may hold a top-level semicolon (or is unknown).
+fn kind(piece: &str) -> Option<Kind> {
+    let first = first_word(piece)?;
+    if first.eq_ignore_ascii_case("INSERT") {
+        return Some(Kind::Insert);
+    }
+    let other = match first.to_ascii_uppercase().as_str() {
+        // `BEGIN` also starts blocks (`BEGIN … END`, `BEGIN TRY`), which hold semicolons.
+        "BEGIN" => second_word(piece).is_some_and(|w| {
+            w.eq_ignore_ascii_case("TRAN") || w.eq_ignore_ascii_case("TRANSACTION")
+        }),
+        "COMMIT" | "ROLLBACK" | "UPDATE" | "DELETE" => true,
+        _ => false,
+    };
+    other.then_some(Kind::Other)
 }
 
 /// The batch cut after each top-level `;` (outside strings and quoted names), blank pieces
@@ -53,10 +73,11 @@ fn split_at_semicolons(sql: &str) -> Option<Vec<&str>> {
     let mut start = 0;
     let mut at = 0;
     while at < bytes.len() {
+        if let Some(close) = closing_quote(bytes[at]) {
+            at = end_of_quoted(bytes, at, close)?;
+            continue;
+        }
         match bytes[at] {
-            b'\'' => at = end_of_quoted(bytes, at, b'\'')?,
-            b'"' => at = end_of_quoted(bytes, at, b'"')?,
-            b'[' => at = end_of_quoted(bytes, at, b']')?,
             b'-' if bytes.get(at + 1) == Some(&b'-') => return None,
             b'/' if bytes.get(at + 1) == Some(&b'*') => return None,
             b';' => {
@@ -70,6 +91,15 @@ fn split_at_semicolons(sql: &str) -> Option<Vec<&str>> {
     pieces.push(&sql[start..]);
     pieces.retain(|piece| !piece.trim().trim_end_matches(';').trim().is_empty());
     Some(pieces)
+}
+
+/// The quote closing one opened by `byte`: strings, quoted names and bracketed names.
+fn closing_quote(byte: u8) -> Option<u8> {
+    match byte {
+        b'\'' | b'"' => Some(byte),
+        b'[' => Some(b']'),
+        _ => None,
+    }
 }
 
 /// The index just past the quote closing the one at `open` (a doubled closing quote is an
@@ -133,10 +163,11 @@ fn end_of_values_keyword(piece: &str) -> Option<usize> {
     let mut at = 0;
     let mut depth = 0usize;
     while at < bytes.len() {
+        if let Some(close) = closing_quote(bytes[at]) {
+            at = end_of_quoted(bytes, at, close)?;
+            continue;
+        }
         match bytes[at] {
-            b'\'' => at = end_of_quoted(bytes, at, b'\'')?,
-            b'"' => at = end_of_quoted(bytes, at, b'"')?,
-            b'[' => at = end_of_quoted(bytes, at, b']')?,
             b'(' => {
                 depth += 1;
                 at += 1;
