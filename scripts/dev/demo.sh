@@ -195,7 +195,8 @@ wait_listening mssql-sim "$sim_port" "$demo_dir/mssql-sim.log"
 
 for service in "${services[@]}"; do
   write_config "$service"
-  VAULT_TOKEN="$CDC_VAULT_TOKEN" MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-2}" "$bin/cdc-$service" --config "$demo_dir/$service.toml" \
+  VAULT_TOKEN="$CDC_VAULT_TOKEN" MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-2}" \
+    MALLOC_MMAP_THRESHOLD_="${MALLOC_MMAP_THRESHOLD_:-131072}" "$bin/cdc-$service" --config "$demo_dir/$service.toml" \
     >"$demo_dir/$service.log" 2>&1 &
   pids+=($!)
 done

@@ -211,8 +211,6 @@ impl Pipeline {
             ("VAULT_TOKEN", self.stack.vault_token.clone()),
             ("CDC_E2E_SQL_PASSWORD", SA_PASSWORD.to_owned()),
             ("CDC_E2E_PG_PASSWORD", self.stack.pg_password()),
-            // As the image sets it (Dockerfile): two malloc arenas, not eight per core.
-            ("MALLOC_ARENA_MAX", "2".to_owned()),
         ];
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         ServiceProcess::spawn(

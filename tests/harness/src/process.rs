@@ -5,6 +5,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+/// glibc's allocator settings the image sets (`Dockerfile`), so that a service under test uses
+/// memory as it does when deployed: two malloc arenas rather than eight per core, and blocks
+/// of 128 KiB or more mapped of their own and returned when freed (glibc otherwise raises that
+/// threshold to the largest block freed so far, up to 32 MiB, and such blocks then stay in the
+/// heap). A variable already set in this process's environment is left as it is.
+pub const IMAGE_MALLOC_ENV: [(&str, &str); 2] = [
+    ("MALLOC_ARENA_MAX", "2"),
+    ("MALLOC_MMAP_THRESHOLD_", "131072"),
+];
+
 /// A running service process with its output captured to files.
 pub struct ServiceProcess {
     child: Child,
@@ -34,7 +44,8 @@ impl Finished {
 }
 
 impl ServiceProcess {
-    /// Starts `binary` with `config` (TOML text) and extra environment variables.
+    /// Starts `binary` with `config` (TOML text), [`IMAGE_MALLOC_ENV`] and extra environment
+    /// variables.
     pub fn spawn(
         binary: &Path,
         config: &str,
@@ -50,6 +61,11 @@ impl ServiceProcess {
         let child = Command::new(binary)
             .arg("--config")
             .arg(&config_path)
+            .envs(
+                IMAGE_MALLOC_ENV
+                    .into_iter()
+                    .filter(|(name, _)| std::env::var_os(name).is_none()),
+            )
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(stdout)
