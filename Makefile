@@ -21,9 +21,11 @@ lint: deps ## formatting and clippy checks, as CI runs them
 fmt: ## format the code
 	$(CARGO) fmt --all
 
-test: deps stack-up ## run every test against the local stack (starts it when needed)
+test: deps stack-up ## run every test against the local stack (starts it when needed), then a short demo that must end clean
 	$(CARGO) test --workspace --locked
 	cd tests/packaging && go test -count=1 ./...
+	$(CARGO) build --workspace --bins --locked
+	DEMO_DURATION_S=10 DEMO_EXIT_AFTER_REPORT=1 scripts/dev/demo.sh
 
 chaos: deps stack-up ## the long fault-injection run (release builds): kills, Kafka and PostgreSQL restarts, dropped SQL Server connections
 	$(CARGO) build --release --locked --bins -p cdc-extractor -p cdc-transformer -p cdc-loader -p cdc-reconciler

@@ -6,6 +6,10 @@
 # transactions while a progress line shows rows/s and lag per stage; once the pipeline has
 # drained, a reconciliation prints its report. Ctrl-C stops everything.
 #
+# DEMO_EXIT_AFTER_REPORT=1 stops everything after the report and exits with the
+# reconciliation's outcome (0 clean, 1 differences, 2 it could not run): `make test` runs the
+# demo that way, so the README's first command is checked on every CI run.
+#
 # DEMO_RATE (rows/s, default 500) and DEMO_DURATION_S (default 30) shape the workload. Each
 # run uses topics of its own (prefix demo<time>) and recreates the PostgreSQL database
 # cdc_demo, so running it twice works: the simulator keeps no data between runs.
@@ -251,6 +255,11 @@ case $outcome in
 1) say "reconciliation: differences found (the report above names them)" ;;
 *) say "reconciliation could not run (exit $outcome); see above" ;;
 esac
+
+if [ "${DEMO_EXIT_AFTER_REPORT:-0}" = 1 ]; then
+  stop_all
+  case $outcome in 0 | 1) exit "$outcome" ;; *) exit 2 ;; esac
+fi
 
 token=$(vault_get cdc/control token)
 cat <<HELP
