@@ -168,17 +168,18 @@ drained() {
 
 declare -A last_count
 progress_line() {
-  local elapsed=$1 interval=$2 line="" stage metric lag count
+  local elapsed=$1 interval=$2 line="" stage metric lag count unit
   for stage in extractor transformer loader; do
+    unit=events
     case $stage in
     extractor) metric=cdc_extractor_events_total lag=$(metric_max extractor cdc_extractor_source_lag_seconds) ;;
     transformer) metric=cdc_transformer_events_total lag=$(metric_max transformer cdc_transformer_lag_seconds) ;;
-    loader) metric=cdc_loader_rows_applied_total lag=$(metric_max loader cdc_loader_lag_seconds) ;;
+    loader) metric=cdc_loader_rows_applied_total lag=$(metric_max loader cdc_loader_lag_seconds) unit="rows written" ;;
     esac
     count=$(metric_sum "$stage" "$metric")
     local per_second=$(((count - ${last_count[$stage]:-0}) / interval))
     last_count[$stage]=$count
-    line+=$(printf '  %s %6d/s (lag %5.1f s, %d in all)' "$stage" "$per_second" "$lag" "$count")
+    line+=$(printf '  %s %6d/s (lag %5.1f s, %d %s)' "$stage" "$per_second" "$lag" "$count" "$unit")
   done
   printf '%4ds%s\n' "$elapsed" "$line"
 }
@@ -242,6 +243,7 @@ until drained; do
   if [ "$before" = "$after" ]; then still=$((still + 1)); else still=0; fi
 done
 
+say "rows written can be fewer than events: the loader writes a batch's changes to one row once (the newest)"
 say "reconciliation of shop.dbo.* (cdc-reconciler run)"
 echo
 set +e

@@ -2,7 +2,8 @@
 
 use crate::naming::TargetTable;
 
-/// Events applied, by table and operation.
+/// Rows written, by table and operation: the changes a batch holds for one row are coalesced
+/// to the newest, which is written once and counted once.
 pub const ROWS_APPLIED: &str = "cdc_loader_rows_applied_total";
 /// Events per applied batch.
 pub const BATCH_ROWS: &str = "cdc_loader_batch_rows";
@@ -27,7 +28,7 @@ pub const REBALANCES: &str = "cdc_loader_rebalances_total";
 pub fn describe() {
     metrics::describe_counter!(
         ROWS_APPLIED,
-        "Change events applied to PostgreSQL, by table and operation."
+        "Rows written to PostgreSQL, by table and operation (a batch's changes to one row are coalesced to the newest and counted once)."
     );
     metrics::describe_histogram!(BATCH_ROWS, "Change events per applied batch.");
     metrics::describe_histogram!(
