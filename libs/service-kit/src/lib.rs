@@ -10,6 +10,7 @@ pub mod error;
 pub mod grpc;
 pub mod kafka;
 pub mod metrics;
+pub mod producer;
 pub mod runtime;
 pub mod schema_registry;
 pub mod secrets;

@@ -12,12 +12,13 @@ use anyhow::{Context as _, anyhow};
 use cdc_model::proto::{ChangeEvent, Operation, Row, Source, TableId, Value};
 use cdc_model::{Lsn, SourcePosition, Topics};
 use cdc_service_kit::ServiceState;
+use cdc_service_kit::producer::PolledProducer;
 use cdc_service_kit::topics::TopicCreator;
 use prost::Message as _;
 use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::OwnedHeaders;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
@@ -65,7 +66,7 @@ pub fn transactional_id(group_id: &str, partition: i32) -> String {
     format!("{group_id}-work-{partition}")
 }
 
-type KafkaProducer = ThreadedProducer<DefaultProducerContext>;
+type KafkaProducer = PolledProducer;
 
 /// Runs the unit of work partition `partition` until `cancel` fires or it fails.
 pub async fn run(

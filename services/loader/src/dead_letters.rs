@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cdc_model::dead_letter as header;
+use cdc_service_kit::producer::AwaitingProducer;
 use cdc_service_kit::topics::TopicCreator;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 use crate::event::{Provenance, Record};
@@ -33,7 +34,7 @@ pub struct DeadLetter {
 /// Writes dead letters.
 #[derive(Clone)]
 pub struct DeadLetterSink {
-    producer: FutureProducer,
+    producer: AwaitingProducer,
     topic: String,
     /// Creates the topic before its first letter (brokers here do not create topics on use).
     creator: Arc<TopicCreator>,
@@ -106,7 +107,7 @@ impl DeadLetterSink {
             self.producer.send(record, Duration::from_secs(30))
         });
         for outcome in futures::future::join_all(deliveries).await {
-            outcome.map_err(|(e, _)| format!("cannot write to {}: {e}", self.topic))?;
+            outcome.map_err(|e| format!("cannot write to {}: {e}", self.topic))?;
         }
         Ok(())
     }

@@ -8,9 +8,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use cdc_model::Topics;
 use cdc_model::canonical::value_from_text;
 use cdc_model::proto::{ControlCommand, KeyValues, ResnapshotKeys, control_command};
+use cdc_service_kit::producer::AwaitingProducer;
 use cdc_service_kit::topics::TopicCreator;
 use prost::Message as _;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 
 use crate::compare::Difference;
 use crate::config::ReconcilerConfig;
@@ -18,7 +19,7 @@ use crate::plan::TablePlan;
 
 /// Sends repair commands.
 pub struct Repairer {
-    producer: FutureProducer,
+    producer: AwaitingProducer,
     topic: String,
     keys_per_command: usize,
 }
@@ -90,7 +91,7 @@ impl Repairer {
             self.producer
                 .send(record, Duration::from_secs(30))
                 .await
-                .map_err(|(e, _)| anyhow::anyhow!("cannot send to {}: {e}", self.topic))?;
+                .map_err(|e| anyhow::anyhow!("cannot send to {}: {e}", self.topic))?;
             sent += chunk.len() as u64;
         }
         tracing::info!(table = %plan.name, run_id, keys = sent, "re-snapshot of differing keys requested");

@@ -8,7 +8,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cdc_extractor::sql::Connector;
 use cdc_model::{TablePattern, Topics};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use cdc_service_kit::producer::AwaitingProducer;
+use rdkafka::producer::FutureRecord;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -28,7 +29,7 @@ pub struct Reconciler {
     target: TargetDb,
     rules: Rules,
     store: ReportStore,
-    reports: Option<(FutureProducer, String)>,
+    reports: Option<(AwaitingProducer, String)>,
     repairer: Option<Repairer>,
     recent: Mutex<VecDeque<watch::Sender<Run>>>,
     one_at_a_time: tokio::sync::Mutex<()>,
@@ -48,7 +49,7 @@ pub struct Parts {
     /// Where reports are kept.
     pub store: ReportStore,
     /// Producer of the reports topic (none: reports are only stored).
-    pub reports: Option<FutureProducer>,
+    pub reports: Option<AwaitingProducer>,
     /// Sends repair commands (none: repair is not enabled).
     pub repairer: Option<Repairer>,
     /// Ends runs early.
@@ -323,7 +324,7 @@ impl Reconciler {
         };
         let payload = crate::report::json(run).to_string();
         let record = FutureRecord::to(topic).key(&run.run_id).payload(&payload);
-        if let Err((e, _)) = producer.send(record, Duration::from_secs(30)).await {
+        if let Err(e) = producer.send(record, Duration::from_secs(30)).await {
             tracing::error!(run_id = %run.run_id, error = %e, topic, "cannot publish the run's report");
         }
     }

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use cdc_model::Topics;
 use cdc_service_kit::grpc::ExtraServices;
+use cdc_service_kit::producer::AwaitingProducer;
 use cdc_service_kit::topics::TopicCreator;
 use cdc_service_kit::{Secrets, ServiceContext, ServiceSpec, Started};
-use rdkafka::producer::FutureProducer;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{POSTGRES_PASSWORD, ReconcilerConfig, SOURCE_PASSWORD};
@@ -100,7 +100,7 @@ async fn check_encoding(pool: &sqlx::PgPool) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn reports_producer(config: &ReconcilerConfig) -> anyhow::Result<FutureProducer> {
+async fn reports_producer(config: &ReconcilerConfig) -> anyhow::Result<AwaitingProducer> {
     let topics = Topics::new(&config.kafka.topic_prefix)?;
     let client_config = config.kafka.client_config();
     let creator = TopicCreator::new(&client_config, tokio::runtime::Handle::current())?;

@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use cdc_model::dead_letter;
 use cdc_model::proto::TableSchema;
+use cdc_service_kit::producer::PolledProducer;
 use prost::Message as _;
 use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, ThreadedProducer};
+use rdkafka::producer::BaseRecord;
 
 use crate::engine::{Input, Refusal, Transformed};
 pub use cdc_service_kit::topics::TopicCreator;
@@ -50,7 +51,7 @@ pub enum Delivered {
 }
 
 /// The producer type of every transactional output.
-pub type TransactionalProducer = ThreadedProducer<DefaultProducerContext>;
+pub type TransactionalProducer = PolledProducer;
 
 /// A Kafka failure of the producing side.
 pub type SendResult = Result<(), KafkaError>;
